@@ -1,0 +1,1 @@
+"""Railyard's jobs. Other services enqueue them by string path, e.g. ``jobs.backup.run_backup``."""

@@ -1,0 +1,36 @@
+"""The producer API: typed helpers other Python services call to enqueue Railyard jobs.
+
+Services that do not install Railyard enqueue by string path instead, with no options;
+the worker applies the registry's policy either way (see README, "Enqueue from other
+services").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.job import Job
+
+from jobs import registry
+
+
+def enqueue(
+    func_path: str, connection: Redis, *, job_id: str | None = None, queue: str | None = None, **kwargs: Any
+) -> Job:
+    """Enqueue the registered job ``func_path`` with keyword arguments and its registry policy."""
+    spec = registry.require_spec(func_path)
+    options: dict[str, Any] = {
+        "job_timeout": spec.timeout_s,
+        "result_ttl": spec.result_ttl_s,
+        "failure_ttl": spec.failure_ttl_s,
+        "meta": {registry.POLICY_META_KEY: {"max_attempts": spec.max_attempts}},
+    }
+    if spec.max_attempts > 1:
+        options["retry"] = Retry(max=spec.max_attempts - 1, interval=list(spec.backoff_s))
+    return Queue(queue or spec.queue, connection=connection).enqueue(func_path, kwargs=kwargs, job_id=job_id, **options)
+
+
+def enqueue_ping(connection: Redis, *, queue: str = "backup", delay_s: float = 0.0) -> Job:
+    return enqueue("jobs.diagnostics.ping", connection, queue=queue, delay_s=delay_s)

@@ -1,0 +1,85 @@
+"""The one place that states, for each job function, its queue, timeout and retry policy.
+
+Both the producer API (jobs.client) and the worker apply it, so a job enqueued by another
+service by string path with no options gets the same timeout and retries as one
+enqueued through Railyard. Only functions listed here run on Railyard's queues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+import redis.exceptions
+from botocore.exceptions import BotoCoreError
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+
+from railyard.errors import PermanentError, RetryableError
+
+HOUR_S = 3600
+DAY_S = 24 * HOUR_S
+POLICY_META_KEY = "railyard_policy"
+
+# What a retry can plausibly fix, beyond Railyard's own RetryableError family.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RetryableError,
+    ConnectionError,
+    TimeoutError,
+    JobTimeoutException,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    psycopg.OperationalError,
+    BotoCoreError,
+)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    func: str
+    queue: str
+    timeout_s: int
+    max_attempts: int = 3
+    backoff_s: tuple[int, ...] = (60, 300)
+    retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
+    result_ttl_s: int = 7 * DAY_S
+    failure_ttl_s: int = 30 * DAY_S
+
+    def is_retryable(self, exc: BaseException | None) -> bool:
+        """Permanent errors never retry; otherwise only the listed transient kinds do."""
+        if exc is None or isinstance(exc, PermanentError):
+            return False
+        return isinstance(exc, self.retry_on)
+
+
+SPECS: tuple[JobSpec, ...] = (JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),)
+
+REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}
+LONGEST_TIMEOUT_S = max(spec.timeout_s for spec in SPECS)
+
+
+def spec_for(func_name: str) -> JobSpec | None:
+    return REGISTRY.get(func_name)
+
+
+def require_spec(func_name: str) -> JobSpec:
+    spec = spec_for(func_name)
+    if spec is None:
+        known = ", ".join(sorted(REGISTRY))
+        raise PermanentError(f"{func_name!r} is not a Railyard job; known jobs: {known}")
+    return spec
+
+
+def apply_policy(job: Job, spec: JobSpec) -> None:
+    """Give ``job`` the registry's timeout and, on its first attempt, its retry budget."""
+    job.timeout = spec.timeout_s
+    job.failure_ttl = spec.failure_ttl_s
+    job.result_ttl = spec.result_ttl_s
+    if POLICY_META_KEY not in job.meta:
+        job.retries_left = spec.max_attempts - 1 if spec.max_attempts > 1 else None
+        job.retry_intervals = list(spec.backoff_s) if spec.max_attempts > 1 else None
+        job.meta[POLICY_META_KEY] = {"max_attempts": spec.max_attempts}
+
+
+def attempt_number(job: Job) -> int:
+    return (job.number_of_retries or 0) + 1

@@ -1,0 +1,27 @@
+"""Object storage: one interface, an S3 backend and a local-directory backend.
+
+Every job reads and writes backups and media only through :class:`ObjectStore`.
+"""
+
+from jobs.storage.base import (
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    IncompleteUpload,
+    ObjectInfo,
+    ObjectStore,
+    Upload,
+    choose_part_size,
+)
+from jobs.storage.location import StorageLocation, open_store
+
+__all__ = [
+    "MAX_PARTS",
+    "MIN_PART_SIZE",
+    "IncompleteUpload",
+    "ObjectInfo",
+    "ObjectStore",
+    "StorageLocation",
+    "Upload",
+    "choose_part_size",
+    "open_store",
+]

@@ -1,0 +1,276 @@
+"""S3 backend (AWS, Cloudflare R2, MinIO, Railway buckets) on boto3.
+
+Credentials, region and endpoint come from boto3's own variables (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL); Railyard
+adds only the addressing style. Streaming uploads use multipart with equal-size parts
+uploaded concurrently, so memory is bounded by part_size x (concurrency + 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import structlog
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jobs.storage.base import (
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    READ_CHUNK_SIZE,
+    IncompleteUpload,
+    ObjectInfo,
+    ObjectStore,
+    Upload,
+)
+from railyard.errors import NotFoundError, PermanentError, RailyardError, StorageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+log = structlog.get_logger()
+
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 120
+MAX_REQUEST_ATTEMPTS = 5  # botocore's standard retry mode, per request, with backoff
+
+
+def make_client(addressing_style: str = "auto") -> S3Client:
+    config = Config(
+        s3={"addressing_style": addressing_style},  # type: ignore[arg-type]
+        retries={"mode": "standard", "max_attempts": MAX_REQUEST_ATTEMPTS},
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=READ_TIMEOUT_S,
+        # Some S3-compatible servers reject the CRC32 checksums boto3 sends by default;
+        # integrity is checked on our side with sha256 in the manifest.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.session.Session().client("s3", config=config)
+
+
+class S3Upload(Upload):
+    """Multipart upload with equal-size parts, created lazily.
+
+    An object smaller than one part is sent with a single PUT when completed, so a small
+    database costs one request and leaves nothing to clean up if it fails.
+    """
+
+    def __init__(self, store: S3Store, key: str, part_size: int, concurrency: int):
+        if part_size < MIN_PART_SIZE:
+            raise PermanentError(f"part size {part_size} is below the {MIN_PART_SIZE} byte minimum")
+        self.key = key
+        self._store = store
+        self._part_size = part_size
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._upload_id: str | None = None
+        self._parts: dict[int, str] = {}
+        self._futures: list[Future[None]] = []
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part")
+        self._error: BaseException | None = None
+
+    def write(self, data: bytes) -> None:
+        self._raise_part_error()
+        view = memoryview(data)
+        while view:
+            room = self._part_size - self._buffered
+            piece = view[:room]
+            self._buffer.append(bytes(piece))
+            self._buffered += len(piece)
+            self.bytes_written += len(piece)
+            view = view[room:]
+            if self._buffered == self._part_size:
+                self._flush_part()
+
+    def _flush_part(self) -> None:
+        body = b"".join(self._buffer)
+        self._buffer, self._buffered = [], 0
+        if self._upload_id is None:
+            response = self._store.call("create_multipart_upload", Bucket=self._store.bucket, Key=self.key)
+            self._upload_id = response["UploadId"]
+        number = len(self._futures) + 1
+        if number > MAX_PARTS:
+            raise PermanentError(
+                f"object {self.key!r} needs more than {MAX_PARTS} parts of {self._part_size} bytes; "
+                "raise BACKUP_PART_SIZE_MB"
+            )
+        self._slots.acquire()  # blocks while `concurrency` parts are in flight: the memory ceiling
+        self._futures.append(self._pool.submit(self._send_part, number, body))
+
+    def _send_part(self, number: int, body: bytes) -> None:
+        try:
+            response = self._store.call(
+                "upload_part",
+                Bucket=self._store.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+            self._parts[number] = response["ETag"]
+        except BaseException as exc:
+            self._error = exc
+            raise
+        finally:
+            self._slots.release()
+
+    def _raise_part_error(self) -> None:
+        if self._error is not None:
+            error = self._error
+            raise error if isinstance(error, RailyardError) else StorageError(str(error))
+
+    def _complete(self) -> None:
+        try:
+            if self._upload_id is None:
+                body = b"".join(self._buffer)
+                self._store.call("put_object", Bucket=self._store.bucket, Key=self.key, Body=body)
+                return
+            if self._buffered:
+                self._flush_part()
+            for future in self._futures:
+                future.exception()
+            self._raise_part_error()
+            parts = [{"PartNumber": n, "ETag": self._parts[n]} for n in sorted(self._parts)]
+            self._store.call(
+                "complete_multipart_upload",
+                Bucket=self._store.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _abort(self) -> None:
+        for future in self._futures:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._buffer = []
+        if self._upload_id is not None:
+            upload = IncompleteUpload(key=self.key, upload_id=self._upload_id, initiated=datetime.fromtimestamp(0, UTC))
+            try:
+                self._store.abort_incomplete_upload(upload)
+            except RailyardError as exc:
+                # Left for the stale-upload cleanup, which aborts uploads older than a day.
+                log.warning("multipart_abort_failed", key=self.key, error=str(exc))
+
+
+class S3Store(ObjectStore):
+    def __init__(self, bucket: str, *, addressing_style: str = "auto", client: S3Client | None = None):
+        self.bucket = bucket
+        self.client = client or make_client(addressing_style)
+
+    def call(self, operation: str, **params: Any) -> Any:
+        """Run one S3 API call, turning botocore errors into Railyard's two families."""
+        try:
+            return getattr(self.client, operation)(**params)
+        except ClientError as exc:
+            raise self._client_error(exc, params.get("Key")) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 request {operation} to {self._endpoint()} failed: {exc}") from exc
+
+    def _endpoint(self) -> str:
+        return str(self.client.meta.endpoint_url)
+
+    def _client_error(self, exc: ClientError, key: str | None) -> RailyardError:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        where = f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
+        if code == "NoSuchBucket":
+            return PermanentError(
+                f"bucket {self.bucket!r} does not exist at {self._endpoint()}; create it or fix BACKUP_STORAGE_URL"
+            )
+        if code in ("NoSuchKey", "404", "NoSuchUpload"):
+            return NotFoundError(f"no object at {where}")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403") or status == 403:
+            return PermanentError(
+                f"S3 refused access to {where} ({code}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
+                "and the bucket's permissions"
+            )
+        if code in ("PreconditionFailed", "412") or status == 412:
+            return PermanentError(f"{where} already exists and is immutable")
+        if status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"):
+            return StorageError(f"S3 server error at {where}: {code or status}")
+        return PermanentError(f"S3 rejected the request for {where}: {code} {error.get('Message', '')}".strip())
+
+    def location(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def check(self) -> str:
+        try:
+            self.call("head_bucket", Bucket=self.bucket)
+        except NotFoundError as exc:  # HEAD responses carry no error code, only 404
+            raise PermanentError(
+                f"bucket {self.bucket!r} does not exist at {self._endpoint()}; create it or fix BACKUP_STORAGE_URL"
+            ) from exc
+        return f"bucket {self.bucket!r} reachable at {self._endpoint()}"
+
+    def open_upload(self, key: str, *, part_size: int = MIN_PART_SIZE, concurrency: int = 4) -> Upload:
+        return S3Upload(self, key, part_size, concurrency)
+
+    def iter_get(self, key: str, chunk_size: int = READ_CHUNK_SIZE) -> Iterator[bytes]:
+        response = self.call("get_object", Bucket=self.bucket, Key=key)
+        body = response["Body"]
+        try:
+            while True:
+                try:
+                    chunk = body.read(chunk_size)
+                except BotoCoreError as exc:
+                    raise StorageError(f"reading s3://{self.bucket}/{key} failed: {exc}") from exc
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            body.close()
+
+    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
+        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        self.call("put_object", Bucket=self.bucket, Key=key, Body=data, **extra)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            response = self.call("head_object", Bucket=self.bucket, Key=key)
+        except NotFoundError:
+            return None
+        return ObjectInfo(key=key, size=response["ContentLength"], modified=response["LastModified"])
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(key=item["Key"], size=item["Size"], modified=item["LastModified"])
+        except ClientError as exc:
+            raise self._client_error(exc, None) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"listing s3://{self.bucket}/{prefix} failed: {exc}") from exc
+
+    def delete(self, key: str) -> None:
+        self.call("delete_object", Bucket=self.bucket, Key=key)
+
+    def list_incomplete_uploads(self, prefix: str = "") -> Iterator[IncompleteUpload]:
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Uploads", []):
+                    yield IncompleteUpload(key=item["Key"], upload_id=item["UploadId"], initiated=item["Initiated"])
+        except ClientError as exc:
+            raise self._client_error(exc, None) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"listing uploads in s3://{self.bucket}/{prefix} failed: {exc}") from exc
+
+    def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
+        with contextlib.suppress(NotFoundError):  # already completed or aborted
+            self.call("abort_multipart_upload", Bucket=self.bucket, Key=upload.key, UploadId=upload.upload_id)

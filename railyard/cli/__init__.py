@@ -1,0 +1,80 @@
+"""The ``railyard`` command line: run any job now, list and restore backups, status, health.
+
+Errors print one clear sentence on stderr and exit non-zero; ``--debug`` adds the
+traceback. Logs go to stderr (readable on a terminal, JSON otherwise); results go to
+stdout.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import click
+import psycopg
+import redis
+
+from railyard import __version__
+from railyard.cli.context import CliContext
+from railyard.errors import ConfigError, RailyardError
+from railyard.settings import REDACTED, Settings
+
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+class RailyardGroup(click.Group):
+    """Turns Railyard's (and its clients') errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (RailyardError, psycopg.Error, redis.RedisError, OSError) as exc:
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            click.echo(f"error: {_scrub(_one_line(exc), ctx)}", err=True)
+            ctx.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_ERROR)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, RailyardError) else f"{type(exc).__name__}: {text}"
+
+
+def _scrub(text: str, ctx: click.Context) -> str:
+    obj = ctx.find_object(CliContext)
+    for secret in obj.known_secrets() if obj else Settings().secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+@click.group(cls=RailyardGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="railyard")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Railyard: PostgreSQL backups, restores, retention, migrations and audio jobs on RQ.
+
+    Configuration comes from the environment (REDIS_URL, DATABASE_URL,
+    BACKUP_STORAGE_URL, AWS_* ...); see the README for every variable.
+    """
+    ctx.obj = CliContext(debug=debug)
+
+
+def _register() -> None:
+    from railyard.cli import health
+
+    cli.add_command(health.health)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="railyard")
+
+
+if __name__ == "__main__":
+    main()

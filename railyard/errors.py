@@ -1,0 +1,50 @@
+"""One root exception with two families that the worker's retry policy reads.
+
+Retryable errors are worth another attempt (network, lock busy, S3 5xx); permanent
+errors are not (bad input, missing row, corrupt file). Nothing parses messages: the
+class decides. Messages are one sentence saying what went wrong and how to fix it,
+and never carry a secret.
+"""
+
+
+class RailyardError(Exception):
+    """Root of every error Railyard raises on purpose."""
+
+    retryable: bool = False
+
+
+class RetryableError(RailyardError):
+    """A transient failure: the same job may succeed if tried again later."""
+
+    retryable = True
+
+
+class PermanentError(RailyardError):
+    """A failure that another attempt cannot fix: the input or the data must change."""
+
+    retryable = False
+
+
+class ConfigError(PermanentError):
+    """The environment is misconfigured; lists every problem found at once."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = f"configuration error: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            message = f"configuration error ({len(self.problems)} problems):\n{lines}"
+        super().__init__(message)
+
+
+class StorageError(RetryableError):
+    """Object storage could not be reached or answered with a server error."""
+
+
+class NotFoundError(PermanentError):
+    """A named thing (backup id, object key, row) does not exist."""
+
+
+class LockBusyError(RetryableError):
+    """Another process holds the lock for this work right now."""

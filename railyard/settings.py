@@ -1,0 +1,195 @@
+"""Settings: one frozen dataclass built from the environment once, validated at start-up.
+
+Railway-native variable names come first (``REDIS_URL``, ``DATABASE_URL``,
+``RAILWAY_ENVIRONMENT_NAME``). S3 credentials and endpoints are read by boto3 itself from
+its standard variables; Railyard only validates them and keeps them out of logs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Literal
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from railyard.errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_DATABASE_URL = "postgresql://postgres@localhost:5432/postgres"
+DEFAULT_BACKUP_STORAGE_URL = "./backups"
+DEFAULT_QUEUES = ("backup", "retention", "migration", "audio")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+REDACTED = "***"
+
+# Variables whose whole value is secret: scrubbed from every log line if it ever leaks.
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``; other parts are kept."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=_netloc(parts, password=REDACTED)))
+
+
+def url_password(url: str) -> str | None:
+    """The password embedded in ``url``, if any."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def strip_password(url: str) -> str:
+    """Return ``url`` without its password (for argv of child processes)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=_netloc(parts, password=None)))
+
+
+def _netloc(parts: SplitResult, password: str | None) -> str:
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    if parts.username is None:
+        return host
+    user = parts.username if password is None else f"{parts.username}:{password}"
+    return f"{user}@{host}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Railyard reads from the environment. Build with :meth:`from_env`."""
+
+    environment: str = "development"
+    redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    backup_storage_url: str = DEFAULT_BACKUP_STORAGE_URL
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    queues: tuple[str, ...] = DEFAULT_QUEUES
+    extra_secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raise one ConfigError listing all problems."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def get(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        environment = get("ENVIRONMENT", get("RAILWAY_ENVIRONMENT_NAME", "development"))
+
+        redis_url = get("REDIS_URL", DEFAULT_REDIS_URL)
+        if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            problems.append(
+                f"REDIS_URL={redact_url(redis_url)!r} is not a Redis URL; "
+                "use redis://[:password@]host:6379/0 (rediss:// for TLS)"
+            )
+
+        database_url = env.get("DATABASE_URL", "").strip()
+        if not database_url:
+            if environment == "production":
+                problems.append(
+                    "DATABASE_URL is not set but ENVIRONMENT is production; set it to the "
+                    "application database, e.g. ${{Postgres.DATABASE_URL}} on Railway"
+                )
+            database_url = DEFAULT_DATABASE_URL
+        elif urlsplit(database_url).scheme not in ("postgres", "postgresql"):
+            problems.append(
+                f"DATABASE_URL={redact_url(database_url)!r} is not a PostgreSQL URL; "
+                "use postgresql://user:password@host:5432/dbname"
+            )
+
+        storage_url = get("BACKUP_STORAGE_URL", DEFAULT_BACKUP_STORAGE_URL)
+        problems.extend(_storage_url_problems("BACKUP_STORAGE_URL", storage_url))
+
+        style = get("S3_ADDRESSING_STYLE", "auto").lower()
+        if style not in ADDRESSING_STYLES:
+            problems.append(f"S3_ADDRESSING_STYLE={style!r} is not one of {', '.join(ADDRESSING_STYLES)}")
+            style = "auto"
+
+        for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+            endpoint = env.get(name, "").strip()
+            if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+                problems.append(f"{name}={redact_url(endpoint)!r} is not an http(s) URL; e.g. https://s3.example.com")
+
+        log_level = get("LOG_LEVEL", "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            problems.append(f"LOG_LEVEL={log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+            log_level = "INFO"
+
+        default_format = "console" if sys.stdout.isatty() else "json"
+        log_format = get("LOG_FORMAT", default_format).lower()
+        if log_format not in ("json", "console"):
+            problems.append(f"LOG_FORMAT={log_format!r} is not json or console")
+            log_format = "json"
+
+        queues = tuple(q.strip() for q in get("WORKER_QUEUES", ",".join(DEFAULT_QUEUES)).split(",") if q.strip())
+        unknown = [q for q in queues if q not in DEFAULT_QUEUES]
+        if unknown:
+            problems.append(
+                f"WORKER_QUEUES names unknown queues {unknown}; Railyard's queues are {', '.join(DEFAULT_QUEUES)}"
+            )
+
+        if problems:
+            raise ConfigError(problems)
+
+        secrets = tuple(s for s in (env.get(name, "") for name in SECRET_VARIABLES) if s)
+        return cls(
+            environment=environment,
+            redis_url=redis_url,
+            database_url=database_url,
+            backup_storage_url=storage_url,
+            s3_addressing_style=style,  # type: ignore[arg-type]
+            log_level=log_level,
+            log_format=log_format,  # type: ignore[arg-type]
+            queues=queues,
+            extra_secrets=secrets,
+        )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value these settings know of, for scrubbing output."""
+        found = [url_password(self.redis_url), url_password(self.database_url), *self.extra_secrets]
+        return tuple(s for s in found if s)
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("redis_url", "database_url"):
+                value = redact_url(value)
+            elif f.name == "extra_secrets":
+                value = f"<{len(value)} hidden>"
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+def _storage_url_problems(name: str, url: str) -> list[str]:
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            return [f"{name}={url!r} names no bucket; use s3://bucket/optional/prefix"]
+        if parts.password or parts.username:
+            return [f"{name} must not embed credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead"]
+        return []
+    if parts.scheme in ("", "file"):
+        return []
+    return [f"{name}={redact_url(url)!r} has unsupported scheme {parts.scheme!r}; use s3://bucket/prefix or a path"]

@@ -1,0 +1,1 @@
+"""The scheduler service: enqueues nightly backups and maintenance on rq-scheduler."""
