@@ -64,9 +64,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from railyard.cli import health
+    from railyard.cli import backups, health
 
     cli.add_command(health.health)
+    cli.add_command(backups.backup)
+    cli.add_command(backups.backups)
+    cli.add_command(backups.restore)
 
 
 _register()

@@ -1,0 +1,271 @@
+"""The backup job: pg_dump streamed through zstd into object storage, with a manifest.
+
+    pg_dump -Fc -Z0 --snapshot=S  ->  zstd (multi-threaded)  ->  sha256  ->  multipart upload
+
+Nothing touches local disk and memory is bounded by the upload's parts. The upload is
+completed only after pg_dump exited 0 and every byte was read; on any failure it is
+aborted and no backup appears. The manifest, written last, is the commit marker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import structlog
+import zstandard
+
+from jobs.backup_config import BackupOptions, BackupTuning
+from jobs.catalog import Manifest, backup_key
+from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
+from jobs.rowcounts import count_rows
+from jobs.storage import StorageLocation, choose_part_size, open_store
+from railyard import __version__
+from railyard.errors import LockBusyError, PermanentError, RetryableError
+from railyard.settings import Settings, url_password
+
+log = structlog.get_logger()
+
+READ_CHUNK_BYTES = 1024 * 1024
+PROGRESS_INTERVAL_S = 1.0
+STDERR_KEEP_BYTES = 16 * 1024
+# Advisory lock key (two int4s) held on the source database for the whole backup.
+LOCK_KEY = (0x5241494C, 0x42414B)  # "RAIL", "BAK"
+
+ProgressCallback = Callable[[int, int, float], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def backup_database(
+    settings: Settings,
+    *,
+    database_url: str | None = None,
+    options: BackupOptions | None = None,
+    tuning: BackupTuning | None = None,
+    on_progress: ProgressCallback | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Manifest:
+    """Back up one database now and return its manifest.
+
+    Raises LockBusyError when another backup of the same database is running.
+    """
+    options = options or BackupOptions()
+    tuning = tuning or BackupTuning.from_env()
+    target = PgTarget(database_url or settings.database_url)
+    location = StorageLocation.parse(settings.backup_storage_url)
+    store = open_store(location, addressing_style=settings.s3_addressing_style)
+
+    with target.connect(autocommit=True) as conn:
+        major, server_version = server_major(conn)
+        pg_dump = find_tool("pg_dump", major)
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()
+        if not locked or not locked[0]:
+            raise LockBusyError(f"a backup of database {target.dbname!r} is already running; not starting another")
+        size_row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        db_size = int(str(size_row[0])) if size_row else 0
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot_row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        snapshot = str(snapshot_row[0]) if snapshot_row else ""
+
+        started = clock()
+        key = backup_key(location, settings.environment, target.dbname, started)
+        part_size = tuning.part_size or choose_part_size(db_size)
+        log.info(
+            "backup_started",
+            database=target.dbname,
+            host=target.host,
+            key=key.key,
+            server_version=server_version,
+            pg_dump_version=pg_dump.version,
+            part_size=part_size,
+            database_bytes=db_size,
+        )
+        counts: dict[str, Any] = {}
+        counter = threading.Thread(
+            target=_run_into, args=(counts, count_rows, conn, tuning.row_counts, options), daemon=True
+        )
+        t0 = time.monotonic()
+        with store.open_upload(key.key, part_size=part_size, concurrency=tuning.upload_concurrency) as upload:
+            stream = _DumpStream(pg_dump, target, snapshot, options)
+            counter.start()
+            try:
+                digest, raw_bytes = stream.pump(upload.write, tuning, on_progress)
+            finally:
+                stream.close()
+                counter.join()
+            if "error" in counts:
+                raise counts["error"]
+            upload.complete()
+        conn.execute("COMMIT")
+        duration = time.monotonic() - t0
+
+    finished = clock()
+    manifest = Manifest(
+        id=key.id,
+        key=key.key,
+        database=target.dbname,
+        environment=settings.environment,
+        host=target.host,
+        server_version=server_version,
+        pg_dump_version=pg_dump.version,
+        format="custom",
+        compression=f"zstd-{tuning.zstd_level}",
+        size=upload.bytes_written,
+        raw_size=raw_bytes,
+        sha256=digest,
+        started_at=started.isoformat(),
+        finished_at=finished.isoformat(),
+        duration_s=round(duration, 3),
+        railyard_version=__version__,
+        row_counts=counts.get("result"),
+        row_counts_mode=tuning.row_counts,
+        options=options.as_dict(),
+    )
+    store.put_bytes(key.manifest_key, manifest.to_json())
+    log.info(
+        "backup_completed",
+        id=manifest.id,
+        database=manifest.database,
+        key=manifest.key,
+        bytes=manifest.size,
+        raw_bytes=raw_bytes,
+        duration_s=manifest.duration_s,
+        mb_per_s=round(raw_bytes / 1e6 / duration, 1) if duration > 0 else None,
+        location=store.location(manifest.key),
+    )
+    return manifest
+
+
+def _run_into(out: dict[str, Any], func: Callable[..., Any], *args: Any) -> None:
+    try:
+        out["result"] = func(*args)
+    except BaseException as exc:
+        out["error"] = exc
+
+
+class _DumpStream:
+    """A running pg_dump whose stdout is compressed, hashed and handed to a sink."""
+
+    def __init__(self, tool: PgTool, target: PgTarget, snapshot: str, options: BackupOptions):
+        argv = [
+            tool.path,
+            "--format=custom",
+            "--compress=0",
+            f"--snapshot={snapshot}",
+            "--no-password",
+            *options.pg_dump_args(),
+            f"--dbname={target.argv_url()}",
+        ]
+        self._target = target
+        self._proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=target.child_env()
+        )
+        self._stderr = bytearray()
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
+
+    def _drain_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        for line in self._proc.stderr:
+            self._stderr += line
+            del self._stderr[:-STDERR_KEEP_BYTES]
+
+    def pump(
+        self, sink: Callable[[bytes], None], tuning: BackupTuning, on_progress: ProgressCallback | None
+    ) -> tuple[str, int]:
+        """Stream everything pg_dump writes into ``sink``; return (sha256 of sink bytes, raw bytes)."""
+        stdout: IO[bytes] | None = self._proc.stdout
+        assert stdout is not None
+        compressor = zstandard.ZstdCompressor(level=tuning.zstd_level, threads=tuning.zstd_threads)
+        zobj = compressor.compressobj()
+        digest = hashlib.sha256()
+        raw = stored = 0
+        t0 = last = time.monotonic()
+
+        def emit(data: bytes) -> None:
+            nonlocal stored
+            if data:
+                digest.update(data)
+                sink(data)
+                stored += len(data)
+
+        while chunk := stdout.read(READ_CHUNK_BYTES):
+            raw += len(chunk)
+            emit(zobj.compress(chunk))
+            if on_progress and time.monotonic() - last >= PROGRESS_INTERVAL_S:
+                last = time.monotonic()
+                on_progress(raw, stored, last - t0)
+        returncode = self._proc.wait()
+        self._stderr_thread.join(timeout=10)
+        if returncode != 0:
+            raise self._failure(returncode)
+        emit(zobj.flush())
+        if on_progress:
+            on_progress(raw, stored, time.monotonic() - t0)
+        return digest.hexdigest(), raw
+
+    def _failure(self, returncode: int) -> Exception:
+        text = self._stderr.decode(errors="replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
+        password = url_password(self._target.url)
+        if password:
+            detail = detail.replace(password, "***")
+        if returncode < 0:
+            return RetryableError(f"pg_dump was killed by signal {-returncode}; nothing was stored")
+        if "permission denied" in detail:
+            return PermanentError(f"pg_dump failed: {detail}; grant the backup user read access or exclude the table")
+        return RetryableError(f"pg_dump exited with code {returncode}: {detail or 'no message'}; nothing was stored")
+
+    def close(self) -> None:
+        """Make sure pg_dump is gone, whatever happened (timeout, abort, error)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        for pipe in (self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        self._stderr_thread.join(timeout=10)
+
+
+def target_for(settings: Settings, database: str | None) -> PgTarget:
+    """The worker's own database, or another database on the same server by name."""
+    target = PgTarget(settings.database_url)
+    return target.with_dbname(database) if database and database != target.dbname else target
+
+
+def run_backup(
+    database: str | None = None,
+    schema_only: bool = False,
+    data_only: bool = False,
+    tables: list[str] | None = None,
+    exclude_tables: list[str] | None = None,
+    schemas: list[str] | None = None,
+    exclude_schemas: list[str] | None = None,
+) -> dict[str, Any]:
+    """RQ job ``jobs.backup.run_backup``: back up ``database`` (default: DATABASE_URL's) on the worker's server."""
+    settings = Settings.from_env()
+    options = BackupOptions(
+        schema_only=schema_only,
+        data_only=data_only,
+        tables=tuple(tables or ()),
+        exclude_tables=tuple(exclude_tables or ()),
+        schemas=tuple(schemas or ()),
+        exclude_schemas=tuple(exclude_schemas or ()),
+    )
+    target = target_for(settings, database)
+    try:
+        manifest = backup_database(settings, database_url=target.url, options=options)
+    except LockBusyError as exc:
+        log.warning("backup_skipped", database=target.dbname, reason=str(exc))
+        return {"skipped": True, "database": target.dbname, "reason": str(exc)}
+    return dataclasses.asdict(manifest)

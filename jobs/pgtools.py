@@ -1,0 +1,167 @@
+"""PostgreSQL client tools and connections: the version rule, and secrets kept out of argv.
+
+pg_dump and pg_restore refuse (or worse) when older than the server, the most common
+failure of pg_dump-to-S3 tools. We ask the server its version first and pick a tool whose
+major version is at least that, searching PG_BIN_DIR, then PATH, then
+/usr/lib/postgresql/*/bin newest first. The password reaches child processes only through
+PGPASSWORD in their environment; their argv carries the URL without it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+
+from railyard.errors import PermanentError, RetryableError
+from railyard.settings import redact_url, strip_password, url_password
+
+CONNECT_TIMEOUT_S = 10
+_VERSION_RE = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
+
+
+@dataclass(frozen=True)
+class PgTool:
+    path: str
+    major: int
+    version: str
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """A database to connect to; ``url`` may hold a password, the other views never do."""
+
+    url: str
+
+    @property
+    def dbname(self) -> str:
+        name = unquote(urlsplit(self.url).path.lstrip("/"))
+        return name or urlsplit(self.url).username or "postgres"
+
+    @property
+    def host(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.url)
+
+    def argv_url(self) -> str:
+        """The URL for a child process's argv: no password."""
+        return strip_password(self.url).replace("postgres://", "postgresql://", 1)
+
+    def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment for pg_dump/pg_restore: the password, if any, goes here only."""
+        env = dict(os.environ if base is None else base)
+        for name in ("PGPASSWORD", "PGDATABASE", "PGHOST", "PGUSER", "PGPORT"):
+            env.pop(name, None)
+        password = url_password(self.url)
+        if password:
+            env["PGPASSWORD"] = password
+        env.setdefault("PGAPPNAME", "railyard")
+        env.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT_S))
+        return env
+
+    def with_dbname(self, dbname: str) -> PgTarget:
+        from urllib.parse import quote
+
+        parts = urlsplit(self.url)
+        return PgTarget(parts._replace(path="/" + quote(dbname, safe="")).geturl())
+
+    def connect(self, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
+        """Connect, turning failures into a clear error of the right family."""
+        try:
+            return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            raise connection_error(exc, self) from exc
+
+
+def connection_error(exc: psycopg.Error, target: PgTarget) -> Exception:
+    """Classify a connection failure: bad credentials or database are permanent."""
+    detail = " ".join(str(exc).split())
+    password = url_password(target.url)
+    if password:
+        detail = detail.replace(password, "***")
+    sqlstate = getattr(exc, "sqlstate", None) or _sqlstate_from_message(detail)
+    where = f"database {target.dbname!r} at {target.host}"
+    if sqlstate in ("28P01", "28000"):
+        return PermanentError(
+            f"PostgreSQL rejected the credentials for {where}; check the user and password ({detail})"
+        )
+    if sqlstate == "3D000":
+        return PermanentError(f"{where} does not exist; check the database name in the URL")
+    return RetryableError(f"cannot connect to {where}: {detail}")
+
+
+def _sqlstate_from_message(detail: str) -> str | None:
+    # libpq reports authentication failures before a session exists, so psycopg has no sqlstate.
+    if "password authentication failed" in detail or "no password supplied" in detail:
+        return "28P01"
+    if re.search(r'database ".*" does not exist', detail):
+        return "3D000"
+    return None
+
+
+def server_major(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[int, str]:
+    """The server's major version and its full version string."""
+    number = conn.info.server_version  # e.g. 150020
+    row = conn.execute("SHOW server_version").fetchone()
+    return number // 10000, str(row[0]).split()[0] if row else str(number)
+
+
+def candidate_dirs(environ: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if environ is None else environ
+    dirs: list[str] = []
+    if env.get("PG_BIN_DIR"):
+        dirs.append(env["PG_BIN_DIR"])
+    dirs.extend(p for p in env.get("PATH", "").split(os.pathsep) if p)
+    versioned = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_dir_version, reverse=True)
+    dirs.extend(str(p) for p in versioned)
+    return dirs
+
+
+def _dir_version(path: Path) -> float:
+    try:
+        return float(path.parent.name)
+    except ValueError:
+        return 0.0
+
+
+def tool_version(path: str) -> PgTool | None:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except OSError:
+        return None
+    match = _VERSION_RE.search(out)
+    if not match:
+        return None
+    return PgTool(path=path, major=int(match[1]), version=f"{match[1]}.{match[2] or 0}")
+
+
+def find_tool(name: str, min_major: int, environ: Mapping[str, str] | None = None) -> PgTool:
+    """The first ``name`` in search order whose major version is >= ``min_major``."""
+    seen: dict[str, PgTool] = {}
+    for directory in candidate_dirs(environ):
+        path = shutil.which(name, path=directory)
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        tool = seen.get(real) or tool_version(path)
+        if tool is None:
+            continue
+        seen[real] = tool
+        if tool.major >= min_major:
+            return tool
+    found = ", ".join(sorted({f"{t.version} ({t.path})" for t in seen.values()})) or "none"
+    raise PermanentError(
+        f"no {name} of major version >= {min_major} was found (server needs {min_major}; found: {found}); "
+        f"install postgresql-client-{min_major} or set PG_BIN_DIR to its bin directory"
+    )

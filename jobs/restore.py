@@ -1,0 +1,207 @@
+"""Restore: storage -> zstd -d -> pg_restore --single-transaction, checked end to end.
+
+The sha256 of the stored bytes is compared with the manifest before pg_restore receives
+the last of its input: the final decompressed bytes are held back until the hash is
+known. On a mismatch pg_restore is killed, its single transaction rolls back, and the
+target database is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import structlog
+import zstandard
+
+from jobs.catalog import Manifest, find_backup
+from jobs.pgtools import PgTarget, find_tool, server_major
+from jobs.storage import ObjectStore, StorageLocation, open_store
+from railyard.errors import PermanentError, RetryableError
+from railyard.settings import Settings, url_password
+
+log = structlog.get_logger()
+
+HOLD_BACK_BYTES = 64 * 1024
+STDERR_KEEP_BYTES = 16 * 1024
+
+ProgressCallback = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    backup_id: str
+    database: str
+    target: str  # redacted URL
+    bytes: int
+    duration_s: float
+
+
+def is_protected_target(settings: Settings, target: PgTarget) -> bool:
+    """True when ``target`` is the configured application database in production."""
+    if settings.environment != "production":
+        return False
+    app = PgTarget(settings.database_url)
+    same_host = _host_key(app.url) == _host_key(target.url)
+    return same_host and app.dbname == target.dbname
+
+
+def _host_key(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    host = (parts.hostname or "localhost").lower()
+    if host in ("127.0.0.1", "::1"):
+        host = "localhost"
+    return host, parts.port or 5432
+
+
+def restore_backup(
+    settings: Settings,
+    backup_id: str,
+    target_url: str,
+    *,
+    database: str | None = None,
+    force_production: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> RestoreResult:
+    """Restore ``backup_id`` (or ``latest``) into ``target_url``."""
+    target = PgTarget(target_url)
+    if is_protected_target(settings, target) and not force_production:
+        raise PermanentError(
+            f"refusing to restore into the production database {target.dbname!r} at {target.host}; "
+            "pass --force-production if that is really what you want"
+        )
+    location = StorageLocation.parse(settings.backup_storage_url)
+    store = open_store(location, addressing_style=settings.s3_addressing_style)
+    manifest = find_backup(store, location, backup_id, environment=settings.environment, database=database)
+    return restore_manifest(store, manifest, target, on_progress=on_progress)
+
+
+def restore_manifest(
+    store: ObjectStore, manifest: Manifest, target: PgTarget, *, on_progress: ProgressCallback | None = None
+) -> RestoreResult:
+    """Stream one backup into ``target``; the target is untouched unless every check passes."""
+    if manifest.encryption:
+        raise PermanentError(f"backup {manifest.id} is encrypted; this restore path cannot decrypt it")
+    if manifest.format != "custom" or not manifest.compression.startswith("zstd"):
+        raise PermanentError(
+            f"backup {manifest.id} has format {manifest.format!r}/{manifest.compression!r}, which this version "
+            "of Railyard cannot restore"
+        )
+    with target.connect(autocommit=True) as conn:
+        major, _ = server_major(conn)
+    dump_major = int(manifest.pg_dump_version.split(".")[0])
+    pg_restore = find_tool("pg_restore", max(major, dump_major))
+    argv = [
+        pg_restore.path,
+        "--no-owner",
+        "--no-privileges",
+        "--clean",
+        "--if-exists",
+        "--single-transaction",
+        "--exit-on-error",
+        "--no-password",
+        f"--dbname={target.argv_url()}",
+    ]
+    log.info("restore_started", id=manifest.id, key=manifest.key, target=target.safe_url, pg_restore=pg_restore.version)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=target.child_env()
+    )
+    stderr = bytearray()
+    drain = threading.Thread(target=_drain, args=(proc, stderr), daemon=True)
+    drain.start()
+    stored = 0
+    try:
+        stored = _feed(store, manifest, proc, on_progress, t0)
+        assert proc.stdin is not None
+        proc.stdin.close()
+        returncode = proc.wait()
+    except _InputClosed:
+        returncode = proc.wait()  # pg_restore gave up first: its own error says why
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        drain.join(timeout=10)
+        if proc.stdin and not proc.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+    if returncode != 0:
+        raise _restore_failure(returncode, stderr, target)
+    duration = time.monotonic() - t0
+    log.info("restore_completed", id=manifest.id, target=target.safe_url, bytes=stored, duration_s=round(duration, 3))
+    return RestoreResult(manifest.id, target.dbname, target.safe_url, stored, round(duration, 3))
+
+
+def _feed(
+    store: ObjectStore,
+    manifest: Manifest,
+    proc: subprocess.Popen[bytes],
+    on_progress: ProgressCallback | None,
+    t0: float,
+) -> int:
+    """Send the decompressed backup to pg_restore, holding back its tail until the hash checks."""
+    assert proc.stdin is not None
+    digest = hashlib.sha256()
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    held = b""
+    stored = 0
+    last = t0
+    try:
+        for chunk in store.iter_get(manifest.key):
+            stored += len(chunk)
+            digest.update(chunk)
+            try:
+                data = held + decompressor.decompress(chunk)
+            except zstandard.ZstdError as exc:
+                raise PermanentError(
+                    f"backup {manifest.id} is corrupt: {exc}; restore aborted, target unchanged"
+                ) from exc
+            held = data[-HOLD_BACK_BYTES:]
+            proc.stdin.write(data[: len(data) - len(held)])
+            if on_progress and time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                on_progress(stored, last - t0)
+    except BrokenPipeError as exc:
+        raise _InputClosed from exc
+    if stored != manifest.size or digest.hexdigest() != manifest.sha256:
+        raise PermanentError(
+            f"backup {manifest.id} failed its checksum (sha256 {digest.hexdigest()[:16]}..., {stored} bytes; "
+            f"manifest says {manifest.sha256[:16]}..., {manifest.size} bytes); restore aborted, target unchanged"
+        )
+    if not decompressor.eof:
+        raise PermanentError(f"backup {manifest.id} is truncated; restore aborted, target unchanged")
+    try:
+        proc.stdin.write(held)
+    except BrokenPipeError as exc:
+        raise _InputClosed from exc
+    return stored
+
+
+class _InputClosed(Exception):
+    """pg_restore closed its input early (it failed); its exit code and stderr tell why."""
+
+
+def _drain(proc: subprocess.Popen[bytes], out: bytearray) -> None:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        out += line
+        del out[:-STDERR_KEEP_BYTES]
+
+
+def _restore_failure(returncode: int, stderr: bytearray, target: PgTarget) -> Exception:
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+    detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no message")
+    password = url_password(target.url)
+    if password:
+        detail = detail.replace(password, "***")
+    if returncode < 0:
+        return RetryableError(f"pg_restore was killed by signal {-returncode}; the target was rolled back")
+    return PermanentError(f"pg_restore failed (exit {returncode}): {detail}; the target was rolled back")

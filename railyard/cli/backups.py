@@ -1,0 +1,217 @@
+"""``railyard backup``, ``railyard backups list|show`` and ``railyard restore``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Any
+
+import click
+import redis
+
+from jobs.backup import backup_database, target_for
+from jobs.backup_config import BackupOptions
+from jobs.catalog import Manifest, find_backup, list_backups
+from jobs.client import enqueue
+from jobs.pgtools import PgTarget
+from jobs.restore import restore_backup
+from jobs.storage import StorageLocation, open_store
+from railyard.cli.context import CliContext
+from railyard.errors import LockBusyError
+from railyard.settings import Settings
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _progress_printer(settings: Settings, label: str) -> Any:
+    """A progress callback for a terminal; None in JSON-log mode or when stderr is not a TTY."""
+    if settings.log_format == "json" or not sys.stderr.isatty():
+        return None
+
+    def show(done: int, *rest: float) -> None:
+        elapsed = rest[-1] if rest else 0.0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        click.echo(f"\r{label}: {_human_bytes(done)} at {_human_bytes(rate)}/s   ", nl=False, err=True)
+
+    return show
+
+
+def _store(settings: Settings) -> tuple[Any, StorageLocation]:
+    location = StorageLocation.parse(settings.backup_storage_url)
+    return open_store(location, addressing_style=settings.s3_addressing_style), location
+
+
+@click.command()
+@click.option("--database-url", metavar="URL", help="Database to back up (default: DATABASE_URL).")
+@click.option("--database", metavar="NAME", help="Another database on DATABASE_URL's server, by name.")
+@click.option("--schema-only", is_flag=True, help="Dump only the schema, no data.")
+@click.option("--data-only", is_flag=True, help="Dump only the data, no schema.")
+@click.option("--table", "tables", multiple=True, metavar="PATTERN", help="Only these tables (repeatable).")
+@click.option("--exclude-table", "exclude_tables", multiple=True, metavar="PATTERN", help="Skip these tables.")
+@click.option("--schema", "schemas", multiple=True, metavar="PATTERN", help="Only these schemas (repeatable).")
+@click.option("--exclude-schema", "exclude_schemas", multiple=True, metavar="PATTERN", help="Skip these schemas.")
+@click.option("--pg-dump-arg", "extra_args", multiple=True, metavar="ARG", help="Extra pg_dump flag (allow-listed).")
+@click.option("--enqueue", is_flag=True, help="Enqueue on the backup queue instead of running here; prints the job id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@click.pass_obj
+def backup(
+    obj: CliContext,
+    database_url: str | None,
+    database: str | None,
+    schema_only: bool,
+    data_only: bool,
+    tables: tuple[str, ...],
+    exclude_tables: tuple[str, ...],
+    schemas: tuple[str, ...],
+    exclude_schemas: tuple[str, ...],
+    extra_args: tuple[str, ...],
+    enqueue: bool,
+    as_json: bool,
+) -> None:
+    """Back up a PostgreSQL database now (no Redis needed) and print its id and key."""
+    settings = obj.settings
+    if database_url and database:
+        raise click.UsageError("pass either --database-url or --database, not both")
+    options = BackupOptions(
+        schema_only=schema_only,
+        data_only=data_only,
+        tables=tables,
+        exclude_tables=exclude_tables,
+        schemas=schemas,
+        exclude_schemas=exclude_schemas,
+        extra_args=extra_args,
+    )
+    if enqueue:
+        if database_url:
+            raise click.UsageError(
+                "--enqueue backs up a database on the worker's own DATABASE_URL server; "
+                "use --database NAME instead of --database-url (job arguments must not carry credentials)"
+            )
+        if extra_args:
+            raise click.UsageError("--pg-dump-arg cannot be combined with --enqueue")
+        conn = redis.Redis.from_url(settings.redis_url)
+        job = _enqueue_backup(conn, database, options)
+        click.echo(job.id)
+        return
+    url = database_url or target_for(settings, database).url
+    try:
+        manifest = backup_database(
+            settings, database_url=url, options=options, on_progress=_progress_printer(settings, "backup")
+        )
+    except LockBusyError as exc:
+        click.echo(f"skipped: {exc}", err=True)
+        return
+    if _progress_printer(settings, ""):
+        click.echo("", err=True)
+    if as_json:
+        click.echo(manifest.to_json().decode())
+    else:
+        click.echo(f"{manifest.id}\t{manifest.key}")
+        click.echo(
+            f"backed up {manifest.database}: {_human_bytes(manifest.raw_size)} dumped, "
+            f"{_human_bytes(manifest.size)} stored in {manifest.duration_s:.1f}s",
+            err=True,
+        )
+
+
+def _enqueue_backup(conn: redis.Redis, database: str | None, options: BackupOptions) -> Any:
+    return enqueue(
+        "jobs.backup.run_backup",
+        conn,
+        database=database,
+        schema_only=options.schema_only,
+        data_only=options.data_only,
+        tables=list(options.tables),
+        exclude_tables=list(options.exclude_tables),
+        schemas=list(options.schemas),
+        exclude_schemas=list(options.exclude_schemas),
+    )
+
+
+@click.group()
+def backups() -> None:
+    """List and inspect backups."""
+
+
+def _summary(manifest: Manifest) -> dict[str, Any]:
+    return dataclasses.asdict(manifest)
+
+
+@backups.command("list")
+@click.option("--database", metavar="NAME", help="Only backups of this database.")
+@click.option("--all-environments", is_flag=True, help="Include every environment, not only ENVIRONMENT's.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of manifests.")
+@click.pass_obj
+def list_command(obj: CliContext, database: str | None, all_environments: bool, as_json: bool) -> None:
+    """List backups, newest first."""
+    settings = obj.settings
+    store, location = _store(settings)
+    environment = None if all_environments else settings.environment
+
+    def corrupt(key: str, exc: Exception) -> None:
+        click.echo(f"warning: skipped {key}: {exc}", err=True)
+
+    found = list_backups(store, location, environment=environment, database=database, on_corrupt=corrupt)
+    if as_json:
+        click.echo(json.dumps([_summary(m) for m in found], indent=2))
+        return
+    if not found:
+        click.echo(f"no backups at {location} for environment {settings.environment!r}", err=True)
+        return
+    click.echo(f"{'ID':<40} {'DATABASE':<20} {'FINISHED (UTC)':<20} {'SIZE':>10}")
+    for m in found:
+        finished = m.finished.strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{m.id:<40} {m.database:<20} {finished:<20} {_human_bytes(m.size):>10}")
+
+
+@backups.command("show")
+@click.argument("backup_id")
+@click.option("--database", metavar="NAME", help="With 'latest': the newest backup of this database.")
+@click.pass_obj
+def show_command(obj: CliContext, backup_id: str, database: str | None) -> None:
+    """Print one backup's manifest (BACKUP_ID or 'latest')."""
+    settings = obj.settings
+    store, location = _store(settings)
+    manifest = find_backup(store, location, backup_id, environment=settings.environment, database=database)
+    click.echo(manifest.to_json().decode())
+
+
+@click.command()
+@click.argument("backup_id")
+@click.option("--target-url", required=True, metavar="URL", help="Database to restore into.")
+@click.option("--database", metavar="NAME", help="With 'latest': the newest backup of this database.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force-production", is_flag=True, help="Allow restoring over the production DATABASE_URL.")
+@click.pass_obj
+def restore(
+    obj: CliContext, backup_id: str, target_url: str, database: str | None, yes: bool, force_production: bool
+) -> None:
+    """Restore BACKUP_ID (or 'latest') into --target-url, in one transaction."""
+    settings = obj.settings
+    target = PgTarget(target_url)
+    if not yes and sys.stdin.isatty():
+        click.confirm(
+            f"Restore {backup_id} into {target.dbname!r} at {target.host}? Existing objects of the backup "
+            "will be dropped and recreated",
+            abort=True,
+        )
+    result = restore_backup(
+        settings,
+        backup_id,
+        target_url,
+        database=database,
+        force_production=force_production,
+        on_progress=_progress_printer(settings, "restore"),
+    )
+    if _progress_printer(settings, ""):
+        click.echo("", err=True)
+    click.echo(
+        f"restored {result.backup_id} into {result.target} ({_human_bytes(result.bytes)} in {result.duration_s:.1f}s)"
+    )
