@@ -52,7 +52,10 @@ class JobSpec:
         return isinstance(exc, self.retry_on)
 
 
-SPECS: tuple[JobSpec, ...] = (JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),)
+SPECS: tuple[JobSpec, ...] = (
+    JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),
+    JobSpec("jobs.backup.run_backup", queue="backup", timeout_s=3 * HOUR_S, backoff_s=(300, 900)),
+)
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}
 LONGEST_TIMEOUT_S = max(spec.timeout_s for spec in SPECS)

@@ -132,3 +132,95 @@ def bucket(s3_env: dict[str, str]) -> str:
     name = f"ry-test-{uuid.uuid4().hex[:12]}"
     make_client("path").create_bucket(Bucket=name)
     return name
+
+
+SENTINEL_PASSWORD = "Sentinel-pw-7Q3xZ"  # recognisable, so a leak anywhere can be searched for
+
+
+def _pg_bin(name: str) -> str:
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: float(p.parent.parent.name))
+    if not versions:
+        pytest.fail(f"{name} not found under /usr/lib/postgresql; run scripts/test to install PostgreSQL")
+    return str(versions[-1])
+
+
+@pytest.fixture(scope="session")
+def pg_password_url() -> Iterator[str]:
+    """A private PostgreSQL cluster that demands a password (scram), for credential tests.
+
+    Yields a URL with the sentinel password for user postgres, database postgres.
+    """
+    import pwd
+    import shutil
+    import tempfile
+
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="railyard-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    pwfile = root / "pw"
+    pwfile.write_text(SENTINEL_PASSWORD + "\n")
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        user = pwd.getpwnam("postgres")
+        for path in (root, sock, pwfile):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [
+            *run_as,
+            _pg_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres:{SENTINEL_PASSWORD}@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_password_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private Redis that requires the sentinel password."""
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis-pw")
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            SENTINEL_PASSWORD,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://:{SENTINEL_PASSWORD}@127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

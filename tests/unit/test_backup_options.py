@@ -1,0 +1,82 @@
+"""What goes into a backup: option validation, pg_dump arguments, tables counted, part sizes."""
+
+import pytest
+
+from jobs.backup_config import BackupOptions, BackupTuning
+from jobs.rowcounts import included_tables
+from jobs.storage import MAX_PARTS, MIN_PART_SIZE, choose_part_size
+from railyard.errors import ConfigError, PermanentError
+
+TiB = 1024**4
+
+
+def test_schema_and_data_only_exclude_each_other() -> None:
+    with pytest.raises(PermanentError, match="exclude each other"):
+        BackupOptions(schema_only=True, data_only=True)
+
+
+@pytest.mark.parametrize("arg", ["--file=/etc/passwd", "--format=plain", "--snapshot=x", "-f", "--compress=9"])
+def test_unsafe_pg_dump_arguments_are_refused(arg: str) -> None:
+    with pytest.raises(PermanentError, match="not allowed"):
+        BackupOptions(extra_args=(arg,))
+
+
+@pytest.mark.parametrize("pattern", ["--help", "a;b", "", "x'y"])
+def test_bad_patterns_are_refused(pattern: str) -> None:
+    with pytest.raises(PermanentError, match="not valid"):
+        BackupOptions(tables=(pattern,))
+
+
+def test_pg_dump_arguments() -> None:
+    options = BackupOptions(data_only=True, tables=("public.a*",), exclude_tables=("b",), extra_args=("--no-owner",))
+    assert ["--data-only", "--table=public.a*", "--exclude-table=b", "--no-owner"] == options.pg_dump_args()
+
+
+ROWS = [("public", "accounts", 5), ("public", "audit", 9), ("sales", "accounts", 3), ("sales", "orders", 7)]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (BackupOptions(), ["public.accounts", "public.audit", "sales.accounts", "sales.orders"]),
+        (BackupOptions(schema_only=True), []),
+        (BackupOptions(tables=("accounts",)), ["public.accounts", "sales.accounts"]),
+        (BackupOptions(tables=("public.a*",)), ["public.accounts", "public.audit"]),
+        (BackupOptions(exclude_tables=("sales.*",)), ["public.accounts", "public.audit"]),
+        (BackupOptions(schemas=("sales",)), ["sales.accounts", "sales.orders"]),
+        (BackupOptions(exclude_schemas=("pub?ic",)), ["sales.accounts", "sales.orders"]),
+        (
+            BackupOptions(extra_args=("--exclude-table-data=audit",)),
+            ["public.accounts", "sales.accounts", "sales.orders"],
+        ),
+    ],
+)
+def test_tables_counted_follow_the_dump_filters(options: BackupOptions, expected: list[str]) -> None:
+    assert expected == [f"{s}.{t}" for s, t, _ in included_tables(ROWS, options)]
+
+
+@pytest.mark.parametrize(
+    ("expected_size", "part_size"),
+    [
+        (0, MIN_PART_SIZE),
+        (10 * 1024**3, MIN_PART_SIZE),
+        (100 * 1024**3, 21 * 1024**2),
+        (5 * TiB, 1049 * 1024**2),
+    ],
+)
+def test_part_size_fits_the_object_in_10000_parts(expected_size: int, part_size: int) -> None:
+    chosen = choose_part_size(expected_size)
+    assert part_size == chosen
+    assert expected_size * 2 <= chosen * MAX_PARTS or chosen == 5 * 1024**3
+
+
+def test_tuning_reports_every_bad_variable() -> None:
+    env = {
+        "BACKUP_ZSTD_LEVEL": "40",
+        "BACKUP_ROW_COUNTS": "some",
+        "BACKUP_PART_SIZE_MB": "4",
+        "BACKUP_UPLOAD_CONCURRENCY": "x",
+    }
+    with pytest.raises(ConfigError) as info:
+        BackupTuning.from_env(env)
+    assert 4 == len(info.value.problems)
