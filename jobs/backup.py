@@ -63,6 +63,7 @@ def backup_database(
     target = PgTarget(database_url or settings.database_url)
     location = StorageLocation.parse(settings.backup_storage_url)
     store = open_store(location, addressing_style=settings.s3_addressing_style)
+    store.check()  # a missing bucket or read-only directory fails before pg_dump starts
 
     with target.connect(autocommit=True) as conn:
         major, server_version = server_major(conn)

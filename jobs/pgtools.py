@@ -24,6 +24,7 @@ from railyard.errors import PermanentError, RetryableError
 from railyard.settings import redact_url, strip_password, url_password
 
 CONNECT_TIMEOUT_S = 10
+SYSTEM_PG_ROOT = Path("/usr/lib/postgresql")  # Debian/Ubuntu: one bin directory per major version
 _VERSION_RE = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
 
 
@@ -123,7 +124,7 @@ def candidate_dirs(environ: Mapping[str, str] | None = None) -> list[str]:
     if env.get("PG_BIN_DIR"):
         dirs.append(env["PG_BIN_DIR"])
     dirs.extend(p for p in env.get("PATH", "").split(os.pathsep) if p)
-    versioned = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_dir_version, reverse=True)
+    versioned = sorted(SYSTEM_PG_ROOT.glob("*/bin"), key=_dir_version, reverse=True)
     dirs.extend(str(p) for p in versioned)
     return dirs
 

@@ -133,6 +133,8 @@ def restore_manifest(
         if proc.stdin and not proc.stdin.closed:
             with contextlib.suppress(BrokenPipeError):
                 proc.stdin.close()
+        if proc.stderr:
+            proc.stderr.close()
     if returncode != 0:
         raise _restore_failure(returncode, stderr, target)
     duration = time.monotonic() - t0

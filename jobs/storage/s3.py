@@ -9,6 +9,7 @@ uploaded concurrently, so memory is bounded by part_size x (concurrency + 1).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,13 +39,13 @@ log = structlog.get_logger()
 
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 120
-MAX_REQUEST_ATTEMPTS = 5  # botocore's standard retry mode, per request, with backoff
+DEFAULT_MAX_ATTEMPTS = 5  # botocore's standard retry mode, per request, with backoff; AWS_MAX_ATTEMPTS overrides
 
 
 def make_client(addressing_style: str = "auto") -> S3Client:
     config = Config(
         s3={"addressing_style": addressing_style},  # type: ignore[arg-type]
-        retries={"mode": "standard", "max_attempts": MAX_REQUEST_ATTEMPTS},
+        retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)},
         connect_timeout=CONNECT_TIMEOUT_S,
         read_timeout=READ_TIMEOUT_S,
         # Some S3-compatible servers reject the CRC32 checksums boto3 sends by default;
