@@ -60,10 +60,11 @@ class PgTarget:
         return strip_password(self.url).replace("postgres://", "postgresql://", 1)
 
     def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """Environment for pg_dump/pg_restore: the password, if any, goes here only."""
+        """Environment for pg_dump/pg_restore: the URL's password, if any, goes here only.
+
+        Without one, libpq's own PGPASSWORD / PGPASSFILE from the environment still apply.
+        """
         env = dict(os.environ if base is None else base)
-        for name in ("PGPASSWORD", "PGDATABASE", "PGHOST", "PGUSER", "PGPORT"):
-            env.pop(name, None)
         password = url_password(self.url)
         if password:
             env["PGPASSWORD"] = password

@@ -19,7 +19,7 @@ from jobs.restore import restore_backup
 from jobs.storage import StorageLocation, open_store
 from railyard.cli.context import CliContext
 from railyard.errors import LockBusyError
-from railyard.settings import Settings
+from railyard.settings import Settings, url_password
 
 
 def _human_bytes(n: float) -> str:
@@ -41,6 +41,16 @@ def _progress_printer(settings: Settings, label: str) -> Any:
         click.echo(f"\r{label}: {_human_bytes(done)} at {_human_bytes(rate)}/s   ", nl=False, err=True)
 
     return show
+
+
+def warn_password_in_argv(ctx: click.Context, param: str, url: str | None, variable: str) -> None:
+    """Passwords in command-line arguments are visible to every user of the machine (ps, /proc)."""
+    if url and url_password(url) and ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE:
+        click.echo(
+            f"warning: the URL passed with --{param.replace('_', '-')} contains a password, which other processes "
+            f"can read from this command's arguments; set {variable} or PGPASSWORD instead",
+            err=True,
+        )
 
 
 def _store(settings: Settings) -> tuple[Any, StorageLocation]:
@@ -77,6 +87,7 @@ def backup(
 ) -> None:
     """Back up a PostgreSQL database now (no Redis needed) and print its id and key."""
     settings = obj.settings
+    warn_password_in_argv(click.get_current_context(), "database_url", database_url, "DATABASE_URL")
     if database_url and database:
         raise click.UsageError("pass either --database-url or --database, not both")
     options = BackupOptions(
@@ -185,7 +196,13 @@ def show_command(obj: CliContext, backup_id: str, database: str | None) -> None:
 
 @click.command()
 @click.argument("backup_id")
-@click.option("--target-url", required=True, metavar="URL", help="Database to restore into.")
+@click.option(
+    "--target-url",
+    required=True,
+    metavar="URL",
+    envvar="RESTORE_TARGET_URL",
+    help="Database to restore into (or RESTORE_TARGET_URL; keep passwords out of argv with PGPASSWORD).",
+)
 @click.option("--database", metavar="NAME", help="With 'latest': the newest backup of this database.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force-production", is_flag=True, help="Allow restoring over the production DATABASE_URL.")
@@ -196,6 +213,7 @@ def restore(
     """Restore BACKUP_ID (or 'latest') into --target-url, in one transaction."""
     settings = obj.settings
     target = PgTarget(target_url)
+    warn_password_in_argv(click.get_current_context(), "target_url", target_url, "RESTORE_TARGET_URL")
     if not yes and sys.stdin.isatty():
         click.confirm(
             f"Restore {backup_id} into {target.dbname!r} at {target.host}? Existing objects of the backup "

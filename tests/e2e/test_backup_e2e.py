@@ -1,0 +1,191 @@
+"""The backup job through real processes: a plain RQ producer, `rq worker`, the CLI, S3 over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from rq.job import Job, JobStatus
+
+from tests.conftest import SENTINEL_PASSWORD, url_with_db
+from tests.e2e.conftest import enqueue_plain, run_cli
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def wait_finished(conn: redis.Redis, job_id: str, timeout_s: float = 90) -> Job:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = Job.fetch(job_id, connection=conn)
+        if job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish in {timeout_s}s")
+
+
+def seed(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, item text, total numeric);"
+            "INSERT INTO orders SELECT i, 'item ' || i, i * 1.25 FROM generate_series(1, 500) AS i"
+        )
+
+
+def test_string_path_backup_on_worker_is_listed_and_restorable(
+    start_worker, redis_url, redis_conn, database_url, pg_admin_url, bucket, s3_env
+) -> None:
+    seed(database_url)
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "BACKUP_STORAGE_URL": f"s3://{bucket}/db", **s3_env}
+    start_worker(env)
+    job_id = enqueue_plain(redis_url, "backup", "jobs.backup.run_backup")
+    job = wait_finished(redis_conn, job_id)
+    assert JobStatus.FINISHED == job.get_status(), job.latest_result().exc_string
+
+    listed = run_cli("backups", "list", "--json", env=env)
+    assert 0 == listed.returncode, listed.stderr
+    manifests = json.loads(listed.stdout)
+    assert [job.return_value()["id"]] == [m["id"] for m in manifests]
+    for field in ("id", "key", "database", "size", "sha256", "finished_at"):
+        assert field in manifests[0]
+    assert {"public.orders": 500} == manifests[0]["row_counts"]
+
+    shown = run_cli("backups", "show", manifests[0]["id"], env=env)
+    assert manifests[0]["sha256"] == json.loads(shown.stdout)["sha256"]
+
+    target = url_with_db(pg_admin_url, f"{Path(database_url).name}_r")
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{Path(database_url).name}_r"')
+    try:
+        restored = run_cli("restore", "latest", "--target-url", target, "--yes", env=env)
+        assert 0 == restored.returncode, restored.stderr
+        with psycopg.connect(target) as conn:
+            assert (500, 313.125) == conn.execute("SELECT count(*), avg(total)::float FROM orders").fetchone()
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{Path(database_url).name}_r" WITH (FORCE)')
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, database_url) -> None:
+    env = {"DATABASE_URL": database_url, "BACKUP_STORAGE_URL": str(tmp_path)}
+    missing = run_cli("restore", "no-such-backup", "--target-url", database_url, "--yes", env=env)
+    assert 1 == missing.returncode
+    assert missing.stderr.startswith("error: no backup 'no-such-backup'")
+    assert "Traceback" not in missing.stderr
+
+    both = run_cli("backup", "--schema-only", "--data-only", env=env)
+    assert 1 == both.returncode
+    assert "exclude each other" in both.stderr.splitlines()[0]
+
+    exposed = run_cli("backup", "--database-url", database_url.replace("postgres@", "postgres:pw@"), env=env)
+    assert "contains a password" in exposed.stderr and "pw@" not in exposed.stderr
+
+    debug = run_cli("--debug", "backups", "show", "nope", env=env)
+    assert 1 == debug.returncode and "Traceback" in debug.stderr
+
+
+class ArgvWatcher:
+    """Records the argv of every process on the machine while it runs."""
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        self.seen.add((entry / "cmdline").read_bytes())
+                    except OSError:
+                        pass
+            time.sleep(0.005)
+
+    def __enter__(self) -> ArgvWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def all_redis_values(conn: redis.Redis) -> bytes:
+    """Every key and value in a Redis database, whatever the type."""
+    out = []
+    for key in conn.scan_iter(count=1000):
+        kind = conn.type(key)
+        out.append(key)
+        if kind == b"string":
+            out.append(conn.get(key) or b"")
+        elif kind == b"hash":
+            out.extend(b for pair in conn.hgetall(key).items() for b in pair)
+        elif kind == b"list":
+            out.extend(conn.lrange(key, 0, -1))
+        elif kind == b"set":
+            out.extend(conn.smembers(key))
+        elif kind == b"zset":
+            out.extend(m for m, _ in conn.zrange(key, 0, -1, withscores=True))
+        elif kind == b"stream":
+            out.extend(repr(e).encode() for e in conn.xrange(key))
+    return b"\n".join(out)
+
+
+def test_secrets_never_leak(start_worker, pg_password_url, redis_password_url, bucket, s3_env) -> None:
+    """Sentinel passwords for PostgreSQL and Redis and the AWS secret appear in no output, argv,
+    Redis value or manifest, across in-process and queued backups, listing, restore and errors."""
+    seed(pg_password_url)
+    with psycopg.connect(pg_password_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS restored")
+        conn.execute("CREATE DATABASE restored")
+    aws_secret = s3_env["AWS_SECRET_ACCESS_KEY"]
+    env = {
+        "REDIS_URL": redis_password_url,
+        "DATABASE_URL": pg_password_url,
+        "BACKUP_STORAGE_URL": f"s3://{bucket}/db",
+        **s3_env,
+    }
+    outputs: list[str] = []
+    with ArgvWatcher() as watcher:
+        worker = start_worker(env)
+        for args, extra in (
+            (("backup",), {}),
+            (("backup", "--enqueue"), {}),
+            (("backups", "list", "--json"), {}),
+            (("restore", "latest", "--yes"), {"RESTORE_TARGET_URL": url_with_db(pg_password_url, "restored")}),
+            (("restore", "latest", "--yes"), {"RESTORE_TARGET_URL": url_with_db(pg_password_url, "missing_db")}),
+            (("health",), {}),
+        ):
+            result = run_cli(*args, env={**env, **extra})
+            outputs += [result.stdout, result.stderr]
+            if args == ("backup", "--enqueue"):
+                assert 0 == result.returncode, result.stderr
+                job = wait_finished(redis.Redis.from_url(redis_password_url), result.stdout.strip())
+                assert JobStatus.FINISHED == job.get_status(), job.latest_result().exc_string
+        worker.stop()
+    conn = redis.Redis.from_url(redis_password_url)
+    stored = all_redis_values(conn)
+    conn.flushdb()
+    from jobs.storage.s3 import make_client
+
+    client = make_client("path")
+    manifests = [
+        client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        if o["Key"].endswith(".manifest.json")
+    ]
+    assert 2 == len(manifests)
+    assert any(b"pg_dump" in argv for argv in watcher.seen), "the watcher saw no pg_dump: the check proves nothing"
+    assert any(b"pg_restore" in argv for argv in watcher.seen)
+    assert outputs[6].startswith("restored "), outputs[7]
+    assert "does not exist" in outputs[9]  # the failing restore's error is there, without the password
+    haystacks = [*outputs, worker.text(), stored.decode(errors="replace"), *(m.decode() for m in manifests)]
+    haystacks += [argv.decode(errors="replace") for argv in watcher.seen]
+    for secret in (SENTINEL_PASSWORD, aws_secret):
+        leaks = [h[:200] for h in haystacks if secret in h]
+        assert [] == leaks
