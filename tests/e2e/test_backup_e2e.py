@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -100,10 +101,8 @@ class ArgvWatcher:
         while not self._stop.is_set():
             for entry in Path("/proc").iterdir():
                 if entry.name.isdigit():
-                    try:
+                    with contextlib.suppress(OSError):
                         self.seen.add((entry / "cmdline").read_bytes())
-                    except OSError:
-                        pass
             time.sleep(0.005)
 
     def __enter__(self) -> ArgvWatcher:
