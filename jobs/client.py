@@ -32,5 +32,32 @@ def enqueue(
     return Queue(queue or spec.queue, connection=connection).enqueue(func_path, kwargs=kwargs, job_id=job_id, **options)
 
 
+def enqueue_backup(
+    connection: Redis,
+    *,
+    database: str | None = None,
+    schema_only: bool = False,
+    data_only: bool = False,
+    tables: list[str] | None = None,
+    exclude_tables: list[str] | None = None,
+    schemas: list[str] | None = None,
+    exclude_schemas: list[str] | None = None,
+    job_id: str | None = None,
+) -> Job:
+    """Back up ``database`` (default: the worker's DATABASE_URL) on the worker's server."""
+    return enqueue(
+        "jobs.backup.run_backup",
+        connection,
+        job_id=job_id,
+        database=database,
+        schema_only=schema_only,
+        data_only=data_only,
+        tables=tables or [],
+        exclude_tables=exclude_tables or [],
+        schemas=schemas or [],
+        exclude_schemas=exclude_schemas or [],
+    )
+
+
 def enqueue_ping(connection: Redis, *, queue: str = "backup", delay_s: float = 0.0) -> Job:
     return enqueue("jobs.diagnostics.ping", connection, queue=queue, delay_s=delay_s)

@@ -13,7 +13,7 @@ import redis
 from jobs.backup import backup_database, target_for
 from jobs.backup_config import BackupOptions
 from jobs.catalog import Manifest, find_backup, list_backups
-from jobs.client import enqueue
+from jobs.client import enqueue_backup
 from jobs.pgtools import PgTarget
 from jobs.restore import restore_backup
 from jobs.storage import StorageLocation, open_store
@@ -133,8 +133,7 @@ def backup(
 
 
 def _enqueue_backup(conn: redis.Redis, database: str | None, options: BackupOptions) -> Any:
-    return enqueue(
-        "jobs.backup.run_backup",
+    return enqueue_backup(
         conn,
         database=database,
         schema_only=options.schema_only,

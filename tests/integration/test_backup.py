@@ -209,6 +209,19 @@ def test_s3_failing_mid_upload_leaves_no_backup(
     _assert_nothing_stored(f"s3://{bucket}/pg")
 
 
+def test_job_timeout_mid_stream_aborts_the_upload(database_url: str, bucket: str) -> None:
+    """rq's timeout (SIGALRM in the work horse) arrives mid-upload: pg_dump is killed, nothing is stored."""
+    from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+
+    _fill(database_url, 600_000)
+    storage_url = f"s3://{bucket}/pg"
+    tuning = BackupTuning(zstd_level=1, zstd_threads=0, part_size=8 * 1024 * 1024, upload_concurrency=1)
+    with pytest.raises(JobTimeoutException), UnixSignalDeathPenalty(1, JobTimeoutException):
+        backup_database(settings_for(database_url, storage_url), tuning=tuning)
+    assert [] == _pg_dump_pids(PgTarget(database_url).dbname)
+    _assert_nothing_stored(storage_url)
+
+
 def _tamper_manifest(storage_url: str, manifest: Manifest, **changes: object) -> None:
     store = open_store(storage_url, addressing_style="path")
     key = manifest.key + ".manifest.json"
