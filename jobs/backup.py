@@ -23,6 +23,7 @@ import zstandard
 
 from jobs.backup_config import BackupOptions, BackupTuning
 from jobs.catalog import Manifest, backup_key
+from jobs.encryption import EncryptionConfig, Encryptor
 from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
 from jobs.rowcounts import count_rows
 from jobs.storage import StorageLocation, choose_part_size, open_store
@@ -51,6 +52,7 @@ def backup_database(
     database_url: str | None = None,
     options: BackupOptions | None = None,
     tuning: BackupTuning | None = None,
+    encryption: EncryptionConfig | None = None,
     on_progress: ProgressCallback | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> Manifest:
@@ -60,6 +62,7 @@ def backup_database(
     """
     options = options or BackupOptions()
     tuning = tuning or BackupTuning.from_env()
+    encryption = encryption or EncryptionConfig.from_env()
     target = PgTarget(database_url or settings.database_url)
     location = StorageLocation.parse(settings.backup_storage_url)
     store = open_store(location, addressing_style=settings.s3_addressing_style)
@@ -78,7 +81,7 @@ def backup_database(
         snapshot = str(snapshot_row[0]) if snapshot_row else ""
 
         started = clock()
-        key = backup_key(location, settings.environment, target.dbname, started)
+        key = backup_key(location, settings.environment, target.dbname, started, encrypted=encryption.enabled)
         part_size = tuning.part_size or choose_part_size(db_size)
         log.info(
             "backup_started",
@@ -99,7 +102,7 @@ def backup_database(
             stream = _DumpStream(pg_dump, target, snapshot, options)
             counter.start()
             try:
-                digest, raw_bytes = stream.pump(upload.write, tuning, on_progress)
+                digest, raw_bytes = stream.pump(upload.write, tuning, encryption.recipients, on_progress)
             finally:
                 stream.close()
                 counter.join()
@@ -130,6 +133,7 @@ def backup_database(
         row_counts=counts.get("result"),
         row_counts_mode=tuning.row_counts,
         options=options.as_dict(),
+        encryption={"format": "age", "recipients": list(encryption.recipients)} if encryption.enabled else None,
     )
     store.put_bytes(key.manifest_key, manifest.to_json())
     log.info(
@@ -181,9 +185,14 @@ class _DumpStream:
             del self._stderr[:-STDERR_KEEP_BYTES]
 
     def pump(
-        self, sink: Callable[[bytes], None], tuning: BackupTuning, on_progress: ProgressCallback | None
+        self,
+        sink: Callable[[bytes], None],
+        tuning: BackupTuning,
+        recipients: tuple[str, ...],
+        on_progress: ProgressCallback | None,
     ) -> tuple[str, int]:
-        """Stream everything pg_dump writes into ``sink``; return (sha256 of sink bytes, raw bytes)."""
+        """Stream everything pg_dump writes into ``sink``, compressed then (with recipients)
+        encrypted; return (sha256 of the bytes given to ``sink``, bytes pg_dump wrote)."""
         stdout: IO[bytes] | None = self._proc.stdout
         assert stdout is not None
         compressor = zstandard.ZstdCompressor(level=tuning.zstd_level, threads=tuning.zstd_threads)
@@ -199,17 +208,25 @@ class _DumpStream:
                 sink(data)
                 stored += len(data)
 
-        while chunk := stdout.read(READ_CHUNK_BYTES):
-            raw += len(chunk)
-            emit(zobj.compress(chunk))
-            if on_progress and time.monotonic() - last >= PROGRESS_INTERVAL_S:
-                last = time.monotonic()
-                on_progress(raw, stored, last - t0)
-        returncode = self._proc.wait()
-        self._stderr_thread.join(timeout=10)
-        if returncode != 0:
-            raise self._failure(returncode)
-        emit(zobj.flush())
+        encryptor = Encryptor(recipients, emit) if recipients else None
+        write = encryptor.write if encryptor else emit
+        try:
+            while chunk := stdout.read(READ_CHUNK_BYTES):
+                raw += len(chunk)
+                write(zobj.compress(chunk))
+                if on_progress and time.monotonic() - last >= PROGRESS_INTERVAL_S:
+                    last = time.monotonic()
+                    on_progress(raw, stored, last - t0)
+            returncode = self._proc.wait()
+            self._stderr_thread.join(timeout=10)
+            if returncode != 0:
+                raise self._failure(returncode)
+            write(zobj.flush())
+            if encryptor:
+                encryptor.close()
+        finally:
+            if encryptor:
+                encryptor.abort()
         if on_progress:
             on_progress(raw, stored, time.monotonic() - t0)
         return digest.hexdigest(), raw

@@ -24,7 +24,9 @@ from jobs.storage import ObjectStore, StorageLocation
 from railyard.errors import NotFoundError, PermanentError
 
 DUMP_SUFFIX = ".dump.zst"
+ENCRYPTED_SUFFIX = ".age"
 MANIFEST_SUFFIX = ".manifest.json"
+VERIFIED_SUFFIX = ".verified.json"
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 MANIFEST_VERSION = 1
 
@@ -54,12 +56,19 @@ class BackupKey:
     def manifest_key(self) -> str:
         return self.key + MANIFEST_SUFFIX
 
+    @property
+    def verified_key(self) -> str:
+        return self.key + VERIFIED_SUFFIX
 
-def backup_key(location: StorageLocation, environment: str, database: str, taken_at: datetime) -> BackupKey:
+
+def backup_key(
+    location: StorageLocation, environment: str, database: str, taken_at: datetime, *, encrypted: bool = False
+) -> BackupKey:
     taken_at = taken_at.astimezone(UTC).replace(microsecond=0)
     db = key_segment(database)
     stem = f"{db}-{taken_at.strftime(STAMP_FORMAT)}"
-    key = location.key(key_segment(environment), db, taken_at.strftime("%Y/%m/%d"), stem + DUMP_SUFFIX)
+    suffix = DUMP_SUFFIX + (ENCRYPTED_SUFFIX if encrypted else "")
+    key = location.key(key_segment(environment), db, taken_at.strftime("%Y/%m/%d"), stem + suffix)
     return BackupKey(environment, database, taken_at, key)
 
 

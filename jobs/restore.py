@@ -13,7 +13,7 @@ import hashlib
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ import structlog
 import zstandard
 
 from jobs.catalog import Manifest, find_backup
+from jobs.encryption import EncryptionConfig, decrypt_chunks
 from jobs.pgtools import PgTarget, find_tool, server_major
 from jobs.storage import ObjectStore, StorageLocation, open_store
 from railyard.errors import PermanentError, RetryableError
@@ -79,15 +80,24 @@ def restore_backup(
     location = StorageLocation.parse(settings.backup_storage_url)
     store = open_store(location, addressing_style=settings.s3_addressing_style)
     manifest = find_backup(store, location, backup_id, environment=settings.environment, database=database)
-    return restore_manifest(store, manifest, target, on_progress=on_progress)
+    identity = EncryptionConfig.from_env().identity if manifest.encryption else None
+    return restore_manifest(store, manifest, target, identity=identity, on_progress=on_progress)
 
 
 def restore_manifest(
-    store: ObjectStore, manifest: Manifest, target: PgTarget, *, on_progress: ProgressCallback | None = None
+    store: ObjectStore,
+    manifest: Manifest,
+    target: PgTarget,
+    *,
+    identity: str | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> RestoreResult:
     """Stream one backup into ``target``; the target is untouched unless every check passes."""
-    if manifest.encryption:
-        raise PermanentError(f"backup {manifest.id} is encrypted; this restore path cannot decrypt it")
+    if manifest.encryption and not identity:
+        raise PermanentError(
+            f"backup {manifest.id} is encrypted for {', '.join(manifest.encryption.get('recipients', []))}; "
+            "set BACKUP_ENCRYPTION_IDENTITY or BACKUP_ENCRYPTION_IDENTITY_FILE to the matching age identity"
+        )
     if manifest.format != "custom" or not manifest.compression.startswith("zstd"):
         raise PermanentError(
             f"backup {manifest.id} has format {manifest.format!r}/{manifest.compression!r}, which this version "
@@ -118,7 +128,7 @@ def restore_manifest(
     drain.start()
     stored = 0
     try:
-        stored = _feed(store, manifest, proc, on_progress, t0)
+        stored = _feed(store, manifest, identity, proc, on_progress, t0)
         assert proc.stdin is not None
         proc.stdin.close()
         returncode = proc.wait()
@@ -145,6 +155,7 @@ def restore_manifest(
 def _feed(
     store: ObjectStore,
     manifest: Manifest,
+    identity: str | None,
     proc: subprocess.Popen[bytes],
     on_progress: ProgressCallback | None,
     t0: float,
@@ -152,14 +163,24 @@ def _feed(
     """Send the decompressed backup to pg_restore, holding back its tail until the hash checks."""
     assert proc.stdin is not None
     digest = hashlib.sha256()
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    held = b""
     stored = 0
     last = t0
-    try:
+
+    def stored_chunks() -> Iterator[bytes]:
+        nonlocal stored, last
         for chunk in store.iter_get(manifest.key):
             stored += len(chunk)
             digest.update(chunk)
+            if on_progress and time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                on_progress(stored, last - t0)
+            yield chunk
+
+    chunks = decrypt_chunks(stored_chunks(), identity, manifest.id) if identity else stored_chunks()
+    decompressor = zstandard.ZstdDecompressor().decompressobj()
+    held = b""
+    try:
+        for chunk in chunks:
             try:
                 data = held + decompressor.decompress(chunk)
             except zstandard.ZstdError as exc:
@@ -168,9 +189,6 @@ def _feed(
                 ) from exc
             held = data[-HOLD_BACK_BYTES:]
             proc.stdin.write(data[: len(data) - len(held)])
-            if on_progress and time.monotonic() - last >= 1.0:
-                last = time.monotonic()
-                on_progress(stored, last - t0)
     except BrokenPipeError as exc:
         raise _InputClosed from exc
     if stored != manifest.size or digest.hexdigest() != manifest.sha256:

@@ -26,7 +26,7 @@ ADDRESSING_STYLES = ("auto", "path", "virtual")
 REDACTED = "***"
 
 # Variables whose whole value is secret: scrubbed from every log line if it ever leaks.
-SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "BACKUP_ENCRYPTION_IDENTITY")
 
 
 def redact_url(url: str) -> str:

@@ -77,6 +77,17 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def new_database(pg_admin_url: str) -> Iterator[str]:
+    """A second fresh database (a restore target), dropped afterwards."""
+    name = f"ry_target_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield url_with_db(pg_admin_url, name)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
 def redis_url() -> Iterator[str]:
     """A Redis database of its own, flushed before and after the test."""
     client = redis.Redis.from_url(REDIS_TEST_URL)

@@ -7,8 +7,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,7 +22,7 @@ from jobs.restore import restore_backup
 from jobs.storage import StorageLocation, open_store
 from railyard.errors import LockBusyError, PermanentError, RetryableError, StorageError
 from railyard.settings import Settings
-from tests.conftest import SENTINEL_PASSWORD, free_port, url_with_db
+from tests.conftest import SENTINEL_PASSWORD, free_port
 from tests.faultproxy import FaultProxy
 
 SCHEMA_SQL = (Path(__file__).parent / "schema.sql").read_text()
@@ -37,17 +35,6 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "backups")
     bucket = request.getfixturevalue("bucket")
     return f"s3://{bucket}/pg"
-
-
-@pytest.fixture
-def new_database(pg_admin_url: str) -> Iterator[str]:
-    """A second fresh database (restore target)."""
-    name = f"ry_target_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield url_with_db(pg_admin_url, name)
-    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def settings_for(database_url: str, storage_url: str, **env: str) -> Settings:
