@@ -55,6 +55,7 @@ class JobSpec:
 SPECS: tuple[JobSpec, ...] = (
     JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),
     JobSpec("jobs.backup.run_backup", queue="backup", timeout_s=3 * HOUR_S, backoff_s=(300, 900)),
+    JobSpec("jobs.verify.verify_backup", queue="backup", timeout_s=3 * HOUR_S, max_attempts=2, backoff_s=(900,)),
 )
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}

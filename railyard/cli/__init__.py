@@ -70,6 +70,7 @@ def _register() -> None:
     cli.add_command(backups.backup)
     cli.add_command(backups.backups)
     cli.add_command(backups.restore)
+    cli.add_command(backups.verify)
 
 
 _register()

@@ -17,6 +17,7 @@ from jobs.client import enqueue_backup
 from jobs.pgtools import PgTarget
 from jobs.restore import restore_backup
 from jobs.storage import StorageLocation, open_store
+from jobs.verify import describe_failures, read_verifications, verify_backups
 from railyard.cli.context import CliContext
 from railyard.errors import LockBusyError
 from railyard.settings import Settings, url_password
@@ -169,16 +170,19 @@ def list_command(obj: CliContext, database: str | None, all_environments: bool, 
         click.echo(f"warning: skipped {key}: {exc}", err=True)
 
     found = list_backups(store, location, environment=environment, database=database, on_corrupt=corrupt)
+    verified = read_verifications(store, location)
     if as_json:
-        click.echo(json.dumps([_summary(m) for m in found], indent=2))
+        click.echo(json.dumps([{**_summary(m), "verification": verified.get(m.key)} for m in found], indent=2))
         return
     if not found:
         click.echo(f"no backups at {location} for environment {settings.environment!r}", err=True)
         return
-    click.echo(f"{'ID':<40} {'DATABASE':<20} {'FINISHED (UTC)':<20} {'SIZE':>10}")
+    click.echo(f"{'ID':<40} {'DATABASE':<20} {'FINISHED (UTC)':<20} {'SIZE':>10}  VERIFIED")
     for m in found:
         finished = m.finished.strftime("%Y-%m-%d %H:%M:%S")
-        click.echo(f"{m.id:<40} {m.database:<20} {finished:<20} {_human_bytes(m.size):>10}")
+        marker = verified.get(m.key)
+        status = f"{marker['result']} {marker['verified_at'][:10]}" if marker else "-"
+        click.echo(f"{m.id:<40} {m.database:<20} {finished:<20} {_human_bytes(m.size):>10}  {status}")
 
 
 @backups.command("show")
@@ -232,3 +236,27 @@ def restore(
     click.echo(
         f"restored {result.backup_id} into {result.target} ({_human_bytes(result.bytes)} in {result.duration_s:.1f}s)"
     )
+
+
+@click.command()
+@click.argument("backup_id", required=False)
+@click.option("--database", metavar="NAME", help="Only backups of this database.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@click.pass_obj
+def verify(obj: CliContext, backup_id: str | None, database: str | None, as_json: bool) -> None:
+    """Restore BACKUP_ID (default: the newest of each database) into a scratch database and check it.
+
+    Compares every table's row count with the manifest and checks the sha256 end to end;
+    the scratch database (VERIFY_DATABASE_URL's server, default DATABASE_URL's) is always
+    dropped. Exits 1 and lists what differs when a check fails.
+    """
+    results = verify_backups(obj.settings, backup_id, database)
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    else:
+        for r in results:
+            click.echo(f"{r.result:<7} {r.backup_id}  {r.tables_compared} tables compared in {r.duration_s:.1f}s")
+    failed = [r for r in results if not r.passed]
+    if failed:
+        click.echo(f"error: verification failed: {describe_failures(failed)}", err=True)
+        raise SystemExit(1)

@@ -1,0 +1,245 @@
+"""Restore verification: restore a backup into a scratch database and check it.
+
+Each verification restores the backup (checking its sha256 end to end), compares every
+table's row count with the counts recorded in the manifest, runs ANALYZE, and drops the
+scratch database whatever happens. The outcome is recorded beside the backup in an
+immutable ``<dump key>.verified.json`` marker. Scratch databases left by a killed
+verification are dropped by the next one once they are a day old.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from jobs.catalog import VERIFIED_SUFFIX, Manifest, find_backup, list_backups
+from jobs.encryption import EncryptionConfig
+from jobs.pgtools import PgTarget
+from jobs.restore import restore_manifest
+from jobs.storage import ObjectStore, StorageLocation, open_store
+from railyard.errors import LockBusyError, PermanentError, RailyardError
+from railyard.settings import Settings
+
+log = structlog.get_logger()
+
+SCRATCH_PREFIX = "railyard_verify_"
+SCRATCH_COMMENT = "railyard verify started "
+LEFTOVER_AFTER = timedelta(days=1)
+MAX_IDENTIFIER = 63
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    table: str
+    expected: int | None
+    actual: int | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    backup_id: str
+    database: str
+    key: str
+    verified_at: str
+    duration_s: float
+    result: str  # "passed" or "failed"
+    tables_compared: int
+    mismatches: list[Mismatch] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.result == "passed"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
+
+
+def scratch_name(backup_id: str) -> str:
+    """``railyard_verify_<id>`` as a safe identifier of at most 63 bytes."""
+    name = SCRATCH_PREFIX + re.sub(r"[^a-z0-9_]", "_", backup_id.lower())
+    if len(name) > MAX_IDENTIFIER:
+        digest = hashlib.sha256(backup_id.encode()).hexdigest()[:8]
+        name = name[: MAX_IDENTIFIER - 9] + "_" + digest
+    return name
+
+
+def drop_leftovers(admin: psycopg.Connection[Any], now: datetime) -> list[str]:
+    """Drop scratch databases whose verification started more than a day ago."""
+    rows = admin.execute(
+        "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname LIKE %s",
+        (SCRATCH_PREFIX.replace("_", r"\_") + "%",),
+    ).fetchall()
+    dropped = []
+    for name, comment in rows:
+        started = _started_at(comment)
+        if started is not None and now - started > LEFTOVER_AFTER:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            log.warning("verify_leftover_dropped", database=name, started_at=started.isoformat())
+            dropped.append(name)
+    return dropped
+
+
+def _started_at(comment: str | None) -> datetime | None:
+    if not comment or not comment.startswith(SCRATCH_COMMENT):
+        return None
+    try:
+        return datetime.fromisoformat(comment[len(SCRATCH_COMMENT) :])
+    except ValueError:
+        return None
+
+
+def compare_counts(expected: dict[str, int], conn: psycopg.Connection[Any]) -> list[Mismatch]:
+    mismatches = []
+    for table, count in sorted(expected.items()):
+        schema, _, name = table.partition(".")
+        try:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, name))).fetchone()
+            actual = int(row[0]) if row else None
+        except psycopg.errors.UndefinedTable:
+            actual = None
+        if actual != count:
+            mismatches.append(Mismatch(table, count, actual))
+    return mismatches
+
+
+def verify_manifest(
+    store: ObjectStore,
+    manifest: Manifest,
+    server: PgTarget,
+    *,
+    identity: str | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Verification:
+    """Restore ``manifest`` into a scratch database on ``server`` and check it; record the outcome."""
+    started = clock()
+    t0 = time.monotonic()
+    name = scratch_name(manifest.id)
+    scratch = server.with_dbname(name)
+    mismatches: list[Mismatch] = []
+    error: str | None = None
+    log.info("verify_started", id=manifest.id, scratch_database=name)
+    with server.connect(autocommit=True) as admin:
+        drop_leftovers(admin, started)
+        try:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.DuplicateDatabase as exc:
+            raise LockBusyError(f"backup {manifest.id} is being verified already (database {name} exists)") from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise PermanentError(
+                f"the user of VERIFY_DATABASE_URL may not create databases ({exc}); grant CREATEDB or point "
+                "VERIFY_DATABASE_URL at a server where it may"
+            ) from exc
+        admin.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(SCRATCH_COMMENT + started.isoformat())
+            )
+        )
+        try:
+            restore_manifest(store, manifest, scratch, identity=identity)
+            with scratch.connect(autocommit=True) as conn:
+                mismatches = compare_counts(manifest.row_counts or {}, conn)
+                conn.execute("ANALYZE")
+        except PermanentError as exc:
+            error = str(exc)
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    result = Verification(
+        backup_id=manifest.id,
+        database=manifest.database,
+        key=manifest.key,
+        verified_at=started.isoformat(),
+        duration_s=round(time.monotonic() - t0, 3),
+        result="failed" if error or mismatches else "passed",
+        tables_compared=len(manifest.row_counts or {}),
+        mismatches=mismatches,
+        error=error,
+    )
+    _record(store, manifest, result)
+    event = log.info if result.passed else log.error
+    event(
+        "verify_completed",
+        id=manifest.id,
+        result=result.result,
+        tables_compared=result.tables_compared,
+        mismatches=len(mismatches),
+        duration_s=result.duration_s,
+        error=error,
+    )
+    return result
+
+
+def _record(store: ObjectStore, manifest: Manifest, result: Verification) -> None:
+    try:
+        store.put_bytes(manifest.key + VERIFIED_SUFFIX, result.to_json(), if_absent=True)
+    except PermanentError:
+        log.info("verify_marker_exists", id=manifest.id, result=result.result)
+
+
+def read_verifications(store: ObjectStore, location: StorageLocation) -> dict[str, dict[str, Any]]:
+    """``{dump key: marker}`` for every verification marker under ``location``."""
+    markers = {}
+    prefix = location.key()
+    for info in store.list(prefix + "/" if prefix else ""):
+        if info.key.endswith(VERIFIED_SUFFIX):
+            try:
+                markers[info.key[: -len(VERIFIED_SUFFIX)]] = json.loads(store.get_bytes(info.key))
+            except (ValueError, RailyardError) as exc:
+                log.warning("verify_marker_unreadable", key=info.key, error=str(exc))
+    return markers
+
+
+def verify_server(settings: Settings, environ: dict[str, str] | None = None) -> PgTarget:
+    import os
+
+    env = os.environ if environ is None else environ
+    return PgTarget(env.get("VERIFY_DATABASE_URL") or settings.database_url)
+
+
+def verify_backups(settings: Settings, backup_id: str | None = None, database: str | None = None) -> list[Verification]:
+    """Verify one backup, or the newest backup of each database when no id is given."""
+    location = StorageLocation.parse(settings.backup_storage_url)
+    store = open_store(location, addressing_style=settings.s3_addressing_style)
+    if backup_id:
+        chosen = [find_backup(store, location, backup_id, environment=settings.environment, database=database)]
+    else:
+        newest: dict[str, Manifest] = {}
+        for manifest in list_backups(store, location, environment=settings.environment, database=database):
+            newest.setdefault(manifest.database, manifest)
+        chosen = list(newest.values())
+        if not chosen:
+            raise PermanentError(f"no backups to verify at {location} for environment {settings.environment!r}")
+    encryption = EncryptionConfig.from_env()
+    server = verify_server(settings)
+    return [verify_manifest(store, m, server, identity=encryption.identity) for m in chosen]
+
+
+def describe_failures(results: list[Verification]) -> str:
+    parts = []
+    for r in results:
+        if r.passed:
+            continue
+        if r.error:
+            parts.append(f"{r.backup_id}: {r.error}")
+        for m in r.mismatches:
+            parts.append(f"{r.backup_id}: table {m.table} has {m.actual} rows, the manifest says {m.expected}")
+    return "; ".join(parts)
+
+
+def verify_backup(backup_id: str | None = None, database: str | None = None) -> dict[str, Any]:
+    """RQ job ``jobs.verify.verify_backup``: a failed verification fails the job (alert-worthy)."""
+    results = verify_backups(Settings.from_env(), backup_id, database)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise PermanentError(f"verification failed: {describe_failures(failed)}")
+    return {"verified": [asdict(r) for r in results]}
