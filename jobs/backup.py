@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import subprocess
 import threading
 import time
@@ -22,13 +23,14 @@ import structlog
 import zstandard
 
 from jobs.backup_config import BackupOptions, BackupTuning
-from jobs.catalog import Manifest, backup_key
+from jobs.catalog import Manifest, backup_key, key_segment
+from jobs.databases import list_databases, resolve_target
 from jobs.encryption import EncryptionConfig, Encryptor
 from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
 from jobs.rowcounts import count_rows
 from jobs.storage import StorageLocation, choose_part_size, open_store
 from railyard import __version__
-from railyard.errors import LockBusyError, PermanentError, RetryableError
+from railyard.errors import LockBusyError, PermanentError, RailyardError, RetryableError
 from railyard.settings import Settings, url_password
 
 log = structlog.get_logger()
@@ -99,7 +101,7 @@ def backup_database(
         )
         t0 = time.monotonic()
         with store.open_upload(key.key, part_size=part_size, concurrency=tuning.upload_concurrency) as upload:
-            stream = _DumpStream(pg_dump, target, snapshot, options)
+            stream = _DumpStream(pg_dump_argv(pg_dump, target, snapshot, options), target)
             counter.start()
             try:
                 digest, raw_bytes = stream.pump(upload.write, tuning, encryption.recipients, on_progress)
@@ -157,19 +159,23 @@ def _run_into(out: dict[str, Any], func: Callable[..., Any], *args: Any) -> None
         out["error"] = exc
 
 
-class _DumpStream:
-    """A running pg_dump whose stdout is compressed, hashed and handed to a sink."""
+def pg_dump_argv(tool: PgTool, target: PgTarget, snapshot: str, options: BackupOptions) -> list[str]:
+    return [
+        tool.path,
+        "--format=custom",
+        "--compress=0",
+        f"--snapshot={snapshot}",
+        "--no-password",
+        *options.pg_dump_args(),
+        f"--dbname={target.argv_url()}",
+    ]
 
-    def __init__(self, tool: PgTool, target: PgTarget, snapshot: str, options: BackupOptions):
-        argv = [
-            tool.path,
-            "--format=custom",
-            "--compress=0",
-            f"--snapshot={snapshot}",
-            "--no-password",
-            *options.pg_dump_args(),
-            f"--dbname={target.argv_url()}",
-        ]
+
+class _DumpStream:
+    """A running pg_dump (or pg_dumpall) whose stdout is compressed, hashed and handed to a sink."""
+
+    def __init__(self, argv: list[str], target: PgTarget):
+        self._name = os.path.basename(argv[0])
         self._target = target
         self._proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=target.child_env()
@@ -238,11 +244,12 @@ class _DumpStream:
         password = url_password(self._target.url)
         if password:
             detail = detail.replace(password, "***")
+        name = self._name
         if returncode < 0:
-            return RetryableError(f"pg_dump was killed by signal {-returncode}; nothing was stored")
+            return RetryableError(f"{name} was killed by signal {-returncode}; nothing was stored")
         if "permission denied" in detail:
-            return PermanentError(f"pg_dump failed: {detail}; grant the backup user read access or exclude the table")
-        return RetryableError(f"pg_dump exited with code {returncode}: {detail or 'no message'}; nothing was stored")
+            return PermanentError(f"{name} failed: {detail}; grant the backup user read access or exclude the table")
+        return RetryableError(f"{name} exited with code {returncode}: {detail or 'no message'}; nothing was stored")
 
     def close(self) -> None:
         """Make sure pg_dump is gone, whatever happened (timeout, abort, error)."""
@@ -255,10 +262,72 @@ class _DumpStream:
         self._stderr_thread.join(timeout=10)
 
 
-def target_for(settings: Settings, database: str | None) -> PgTarget:
-    """The worker's own database, or another database on the same server by name."""
-    target = PgTarget(settings.database_url)
-    return target.with_dbname(database) if database and database != target.dbname else target
+def backup_globals(
+    settings: Settings, server: PgTarget, *, tuning: BackupTuning, encryption: EncryptionConfig
+) -> str | None:
+    """Roles and tablespaces (``pg_dumpall --globals-only --no-role-passwords``) beside the databases.
+
+    Returns the stored key, or None with a warning when the user may not read them.
+    """
+    location = StorageLocation.parse(settings.backup_storage_url)
+    store = open_store(location, addressing_style=settings.s3_addressing_style)
+    with server.connect(autocommit=True) as conn:
+        major, _ = server_major(conn)
+    tool = find_tool("pg_dumpall", major)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    host = key_segment(server.host.replace(":", "_"))
+    suffix = ".sql.zst" + (".age" if encryption.enabled else "")
+    key = location.key(key_segment(settings.environment), "_globals", stamp[:4], stamp[4:6], stamp[6:8])
+    key = f"{key}/{host}-globals-{stamp}{suffix}"
+    argv = [tool.path, "--globals-only", "--no-role-passwords", "--no-password", f"--dbname={server.argv_url()}"]
+    try:
+        with store.open_upload(key) as upload:
+            stream = _DumpStream(argv, server)
+            try:
+                stream.pump(upload.write, tuning, encryption.recipients, None)
+            finally:
+                stream.close()
+            upload.complete()
+    except RailyardError as exc:
+        log.warning("globals_skipped", host=server.host, reason=str(exc))
+        return None
+    log.info("globals_stored", host=server.host, key=key)
+    return key
+
+
+def backup_all_databases(
+    settings: Settings,
+    server: PgTarget,
+    *,
+    options: BackupOptions | None = None,
+    tuning: BackupTuning | None = None,
+    encryption: EncryptionConfig | None = None,
+) -> tuple[list[Manifest], str | None]:
+    """Back up every connectable, non-template database on ``server``, each with its own manifest,
+    plus the server's globals. Raises RetryableError naming the databases that failed."""
+    tuning = tuning or BackupTuning.from_env()
+    encryption = encryption or EncryptionConfig.from_env()
+    manifests, failed = [], []
+    for name in list_databases(server):
+        try:
+            manifests.append(
+                backup_database(
+                    settings,
+                    database_url=server.with_dbname(name).url,
+                    options=options,
+                    tuning=tuning,
+                    encryption=encryption,
+                )
+            )
+        except LockBusyError as exc:
+            log.warning("backup_skipped", database=name, reason=str(exc))
+        except RailyardError as exc:
+            log.error("backup_failed", database=name, error=str(exc))
+            failed.append(f"{name} ({exc})")
+    globals_key = backup_globals(settings, server, tuning=tuning, encryption=encryption)
+    if failed:
+        raise RetryableError(f"{len(failed)} of the server's databases were not backed up: {'; '.join(failed)}")
+    return manifests, globals_key
 
 
 def run_backup(
@@ -269,8 +338,14 @@ def run_backup(
     exclude_tables: list[str] | None = None,
     schemas: list[str] | None = None,
     exclude_schemas: list[str] | None = None,
+    all_databases: bool = False,
 ) -> dict[str, Any]:
-    """RQ job ``jobs.backup.run_backup``: back up ``database`` (default: DATABASE_URL's) on the worker's server."""
+    """RQ job ``jobs.backup.run_backup``.
+
+    Backs up ``database`` (a BACKUP_DATABASE_URLS name, or a database on DATABASE_URL's
+    server; default DATABASE_URL's own), or with ``all_databases`` every database on
+    DATABASE_URL's server.
+    """
     settings = Settings.from_env()
     options = BackupOptions(
         schema_only=schema_only,
@@ -280,7 +355,10 @@ def run_backup(
         schemas=tuple(schemas or ()),
         exclude_schemas=tuple(exclude_schemas or ()),
     )
-    target = target_for(settings, database)
+    if all_databases:
+        manifests, globals_key = backup_all_databases(settings, resolve_target(settings, database), options=options)
+        return {"backups": [dataclasses.asdict(m) for m in manifests], "globals_key": globals_key}
+    target = resolve_target(settings, database)
     try:
         manifest = backup_database(settings, database_url=target.url, options=options)
     except LockBusyError as exc:

@@ -42,6 +42,7 @@ def enqueue_backup(
     exclude_tables: list[str] | None = None,
     schemas: list[str] | None = None,
     exclude_schemas: list[str] | None = None,
+    all_databases: bool = False,
     job_id: str | None = None,
 ) -> Job:
     """Back up ``database`` (default: the worker's DATABASE_URL) on the worker's server."""
@@ -56,6 +57,7 @@ def enqueue_backup(
         exclude_tables=exclude_tables or [],
         schemas=schemas or [],
         exclude_schemas=exclude_schemas or [],
+        all_databases=all_databases,
     )
 
 

@@ -10,10 +10,11 @@ from typing import Any
 import click
 import redis
 
-from jobs.backup import backup_database, target_for
+from jobs.backup import backup_all_databases, backup_database
 from jobs.backup_config import BackupOptions
 from jobs.catalog import Manifest, find_backup, list_backups
 from jobs.client import enqueue_backup
+from jobs.databases import resolve_target
 from jobs.pgtools import PgTarget
 from jobs.restore import restore_backup
 from jobs.storage import StorageLocation, open_store
@@ -69,6 +70,7 @@ def _store(settings: Settings) -> tuple[Any, StorageLocation]:
 @click.option("--schema", "schemas", multiple=True, metavar="PATTERN", help="Only these schemas (repeatable).")
 @click.option("--exclude-schema", "exclude_schemas", multiple=True, metavar="PATTERN", help="Skip these schemas.")
 @click.option("--pg-dump-arg", "extra_args", multiple=True, metavar="ARG", help="Extra pg_dump flag (allow-listed).")
+@click.option("--all-databases", is_flag=True, help="Every connectable database on the server, plus its globals.")
 @click.option("--enqueue", is_flag=True, help="Enqueue on the backup queue instead of running here; prints the job id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.pass_obj
@@ -83,6 +85,7 @@ def backup(
     schemas: tuple[str, ...],
     exclude_schemas: tuple[str, ...],
     extra_args: tuple[str, ...],
+    all_databases: bool,
     enqueue: bool,
     as_json: bool,
 ) -> None:
@@ -109,10 +112,18 @@ def backup(
         if extra_args:
             raise click.UsageError("--pg-dump-arg cannot be combined with --enqueue")
         conn = redis.Redis.from_url(settings.redis_url)
-        job = _enqueue_backup(conn, database, options)
+        job = _enqueue_backup(conn, database, options, all_databases)
         click.echo(job.id)
         return
-    url = database_url or target_for(settings, database).url
+    if all_databases:
+        server = PgTarget(database_url) if database_url else resolve_target(settings, database)
+        manifests, globals_key = backup_all_databases(settings, server, options=options)
+        for manifest in manifests:
+            click.echo(f"{manifest.id}\t{manifest.key}")
+        if globals_key:
+            click.echo(f"globals\t{globals_key}")
+        return
+    url = database_url or resolve_target(settings, database).url
     try:
         manifest = backup_database(
             settings, database_url=url, options=options, on_progress=_progress_printer(settings, "backup")
@@ -133,10 +144,11 @@ def backup(
         )
 
 
-def _enqueue_backup(conn: redis.Redis, database: str | None, options: BackupOptions) -> Any:
+def _enqueue_backup(conn: redis.Redis, database: str | None, options: BackupOptions, all_databases: bool) -> Any:
     return enqueue_backup(
         conn,
         database=database,
+        all_databases=all_databases,
         schema_only=options.schema_only,
         data_only=options.data_only,
         tables=list(options.tables),
