@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from jobs.storage.base import (
     ObjectStore,
     Upload,
 )
-from railyard.errors import NotFoundError, PermanentError, RailyardError, StorageError
+from railyard.errors import ConfigError, NotFoundError, PermanentError, RailyardError, StorageError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -40,6 +40,34 @@ log = structlog.get_logger()
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 120
 DEFAULT_MAX_ATTEMPTS = 5  # botocore's standard retry mode, per request, with backoff; AWS_MAX_ATTEMPTS overrides
+
+
+SSE_MODES = ("AES256", "aws:kms")
+
+
+def put_options(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Server-side encryption and storage class for every object written (S3_SSE, S3_STORAGE_CLASS)."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    options: dict[str, str] = {}
+    sse = env.get("S3_SSE", "").strip()
+    if sse:
+        if sse not in SSE_MODES:
+            problems.append(f"S3_SSE={sse!r} is not one of {', '.join(SSE_MODES)}")
+        options["ServerSideEncryption"] = sse
+    key_id = env.get("S3_SSE_KMS_KEY_ID", "").strip()
+    if key_id:
+        if sse != "aws:kms":
+            problems.append("S3_SSE_KMS_KEY_ID is set but S3_SSE is not aws:kms; set S3_SSE=aws:kms")
+        options["SSEKMSKeyId"] = key_id
+    storage_class = env.get("S3_STORAGE_CLASS", "").strip()
+    if storage_class:
+        if not storage_class.replace("_", "").isalnum() or not storage_class.isupper():
+            problems.append(f"S3_STORAGE_CLASS={storage_class!r} is not an S3 storage class such as STANDARD_IA")
+        options["StorageClass"] = storage_class
+    if problems:
+        raise ConfigError(problems)
+    return options
 
 
 def make_client(addressing_style: str = "auto") -> S3Client:
@@ -95,7 +123,9 @@ class S3Upload(Upload):
         body = b"".join(self._buffer)
         self._buffer, self._buffered = [], 0
         if self._upload_id is None:
-            response = self._store.call("create_multipart_upload", Bucket=self._store.bucket, Key=self.key)
+            response = self._store.call(
+                "create_multipart_upload", Bucket=self._store.bucket, Key=self.key, **self._store.put_options
+            )
             self._upload_id = response["UploadId"]
         number = len(self._futures) + 1
         if number > MAX_PARTS:
@@ -132,7 +162,9 @@ class S3Upload(Upload):
         try:
             if self._upload_id is None:
                 body = b"".join(self._buffer)
-                self._store.call("put_object", Bucket=self._store.bucket, Key=self.key, Body=body)
+                self._store.call(
+                    "put_object", Bucket=self._store.bucket, Key=self.key, Body=body, **self._store.put_options
+                )
                 return
             if self._buffered:
                 self._flush_part()
@@ -171,6 +203,7 @@ class S3Store(ObjectStore):
     def __init__(self, bucket: str, *, addressing_style: str = "auto", client: S3Client | None = None):
         self.bucket = bucket
         self.client = client or make_client(addressing_style)
+        self.put_options = put_options()
 
     def call(self, operation: str, **params: Any) -> Any:
         """Run one S3 API call, turning botocore errors into Railyard's two families."""
@@ -238,7 +271,7 @@ class S3Store(ObjectStore):
 
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
         extra = {"IfNoneMatch": "*"} if if_absent else {}
-        self.call("put_object", Bucket=self.bucket, Key=key, Body=data, **extra)
+        self.call("put_object", Bucket=self.bucket, Key=key, Body=data, **extra, **self.put_options)
 
     def head(self, key: str) -> ObjectInfo | None:
         try:

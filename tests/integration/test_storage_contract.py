@@ -153,3 +153,29 @@ def test_s3_unreachable_endpoint_is_retryable(monkeypatch: pytest.MonkeyPatch, s
     with pytest.raises(StorageError, match=r"127\.0\.0\.1"):
         store.check()
     assert s3_env["AWS_SECRET_ACCESS_KEY"] not in os.environ.get("AWS_ENDPOINT_URL_S3", "")
+
+
+def test_s3_server_side_encryption_and_storage_class(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3_SSE", "AES256")
+    monkeypatch.setenv("S3_STORAGE_CLASS", "STANDARD_IA")
+    store = S3Store(bucket, addressing_style="path")
+    store.put_bytes("small", b"x")
+    with store.open_upload("big", part_size=MIN_PART_SIZE) as upload:
+        for chunk in chunks(MIN_PART_SIZE + 5):
+            upload.write(chunk)
+        upload.complete()
+    for key in ("small", "big"):
+        head = store.client.head_object(Bucket=bucket, Key=key)
+        assert ("AES256", "STANDARD_IA") == (head["ServerSideEncryption"], head["StorageClass"])
+
+
+def test_s3_put_options_are_validated() -> None:
+    from jobs.storage.s3 import put_options
+    from railyard.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        put_options({"S3_SSE": "rot13", "S3_SSE_KMS_KEY_ID": "k", "S3_STORAGE_CLASS": "cheap please"})
+    assert 3 == len(info.value.problems)
+    assert {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"} == put_options(
+        {"S3_SSE": "aws:kms", "S3_SSE_KMS_KEY_ID": "k"}
+    )
