@@ -52,7 +52,13 @@ class JobSpec:
         return isinstance(exc, self.retry_on)
 
 
-SPECS: tuple[JobSpec, ...] = (JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),)
+# Migrations retry only what a later attempt can fix (lock busy, connection lost), never a timeout.
+MIGRATION_RETRY_ON: tuple[type[BaseException], ...] = (RetryableError, ConnectionError, psycopg.OperationalError)
+
+SPECS: tuple[JobSpec, ...] = (
+    JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),
+    JobSpec("jobs.migrate.run_migrations", queue="migration", timeout_s=HOUR_S, retry_on=MIGRATION_RETRY_ON),
+)
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}
 LONGEST_TIMEOUT_S = max(spec.timeout_s for spec in SPECS)
