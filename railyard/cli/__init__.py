@@ -64,9 +64,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from railyard.cli import health
+    from railyard.cli import health, migrate
 
     cli.add_command(health.health)
+    cli.add_command(migrate.migrate)
 
 
 _register()
