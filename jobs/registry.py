@@ -52,10 +52,14 @@ class JobSpec:
         return isinstance(exc, self.retry_on)
 
 
+# Migrations retry only what a later attempt can fix (lock busy, connection lost), never a timeout.
+MIGRATION_RETRY_ON: tuple[type[BaseException], ...] = (RetryableError, ConnectionError, psycopg.OperationalError)
+
 SPECS: tuple[JobSpec, ...] = (
     JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),
     JobSpec("jobs.backup.run_backup", queue="backup", timeout_s=3 * HOUR_S, backoff_s=(300, 900)),
     JobSpec("jobs.verify.verify_backup", queue="backup", timeout_s=3 * HOUR_S, max_attempts=2, backoff_s=(900,)),
+    JobSpec("jobs.migrate.run_migrations", queue="migration", timeout_s=HOUR_S, retry_on=MIGRATION_RETRY_ON),
 )
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}

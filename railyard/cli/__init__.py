@@ -64,13 +64,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from railyard.cli import backups, health
+    from railyard.cli import backups, health, migrate
 
     cli.add_command(health.health)
     cli.add_command(backups.backup)
     cli.add_command(backups.backups)
     cli.add_command(backups.restore)
     cli.add_command(backups.verify)
+    cli.add_command(migrate.migrate)
 
 
 _register()

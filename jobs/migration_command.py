@@ -1,0 +1,75 @@
+"""An external migrator (``MIGRATE_COMMAND``, e.g. ``alembic upgrade head``) with its output streamed to the log.
+
+The command is run directly, not through a shell, with DATABASE_URL in its environment:
+the password never appears in its argv (where ``ps`` would show it), and a command that
+spells the password out is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+
+import structlog
+
+from railyard.errors import PermanentError
+from railyard.settings import REDACTED, url_password
+
+log = structlog.get_logger()
+
+
+def refuse_secret_in_argv(argv: Sequence[str], database_url: str) -> None:
+    password = url_password(database_url)
+    if password and any(password in arg for arg in argv):
+        raise PermanentError(
+            "MIGRATE_COMMAND contains the database password; remove it: the command receives DATABASE_URL "
+            "in its environment"
+        )
+
+
+def run_command(argv: Sequence[str], database_url: str, environ: Mapping[str, str] | None = None) -> None:
+    """Run ``argv`` to completion, logging each output line; raise if it exits non-zero."""
+    refuse_secret_in_argv(argv, database_url)
+    password = url_password(database_url)
+    env = dict(os.environ if environ is None else environ)
+    env["DATABASE_URL"] = database_url
+    shown = shlex.join(argv)
+    log.info("migrate_command_started", command=shown)
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            errors="replace",
+        )
+    except OSError as exc:
+        raise PermanentError(
+            f"MIGRATE_COMMAND could not start {argv[0]!r}: {exc.strerror}; install it or give its full path"
+        ) from exc
+    try:
+        for line in proc.stdout or ():
+            text = line.rstrip("\n")
+            if password:
+                text = text.replace(password, REDACTED)
+            log.info("migrate_command_output", line=text)
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    duration_s = round(time.monotonic() - t0, 3)
+    if code != 0:
+        log.error("migrate_command_failed", command=shown, exit_code=code, duration_s=duration_s)
+        raise PermanentError(
+            f"MIGRATE_COMMAND ({shown}) exited with status {code}; its output is in the log (migrate_command_output)"
+        )
+    log.info("migrate_command_finished", command=shown, duration_s=duration_s)
