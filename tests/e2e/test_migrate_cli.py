@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -17,26 +16,13 @@ from rq.job import Job, JobStatus
 
 from jobs.client import enqueue
 from tests.conftest import ROOT, VENV_BIN
+from tests.e2e.conftest import child_env, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def child_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAILYARD_TEST_", "PYTEST_"))}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["LOG_FORMAT"] = "json"
-    env.update(overrides)
-    return env
-
-
 def cli_argv(*args: str) -> list[str]:
     return [str(VENV_BIN / "railyard"), *args]
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli_argv(*args), env=child_env(**env), capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
-    )
 
 
 def events(stderr: str) -> list[dict[str, Any]]:
