@@ -105,6 +105,9 @@ def backup_database(
             counter.start()
             try:
                 digest, raw_bytes = stream.pump(upload.write, tuning, encryption.recipients, on_progress)
+            except BaseException:
+                conn.cancel_safe()  # stop a long exact count; the backup has failed anyway
+                raise
             finally:
                 stream.close()
                 counter.join()
