@@ -57,9 +57,11 @@ def catch_up(
     stop the others.
     """
     fired = []
+    checked = 0
     for entry in entries:
         if not entry.catch_up or entry.subject is None:
             continue
+        checked += 1
         try:
             newest = newest_backup(store, location, environment=environment, database=entry.subject)
             if not is_overdue(entry, newest, now):
@@ -76,6 +78,7 @@ def catch_up(
             log.error(
                 "catch_up_failed", entry=entry.id, error=_first_line(exc), exc_info=not isinstance(exc, RailyardError)
             )
+    log.info("catch_up_checked", databases=checked, enqueued=sum(f.enqueued for f in fired))
     return fired
 
 

@@ -71,6 +71,10 @@ def _register() -> None:
     cli.add_command(backups.backups)
     cli.add_command(backups.restore)
 
+    from railyard.cli import schedule
+
+    cli.add_command(schedule.schedule)
+
 
 _register()
 
