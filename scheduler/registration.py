@@ -113,6 +113,16 @@ def register(connection: Redis, entry: Entry, *, environment: str, now: datetime
     return when
 
 
+def missing(connection: Redis, entries: Iterable[Entry], *, environment: str) -> list[str]:
+    """Ids of declared entries that are not registered (lost with Redis's data, or cancelled)."""
+    ids = [entry.id for entry in entries]
+    with connection.pipeline(transaction=False) as pipe:
+        for entry_id in ids:
+            pipe.zscore(SCHEDULED_JOBS_KEY, registration_id(environment, entry_id))
+        scores = pipe.execute()
+    return [entry_id for entry_id, score in zip(ids, scores, strict=True) if score is None]
+
+
 def cancel(connection: Redis, job_id: str) -> None:
     with connection.pipeline() as pipe:
         pipe.zrem(SCHEDULED_JOBS_KEY, job_id)

@@ -3,7 +3,8 @@
 On top of rq-scheduler it changes five things:
 
 - at start, the declared schedule is reconciled with what is registered (under the
-  scheduler lock), so restarts never duplicate or leave stale entries;
+  scheduler lock), so restarts never duplicate or leave stale entries; an entry found
+  missing later (Redis lost its data) is registered again at the next pass;
 - a due Railyard entry is not moved to a queue as it is; it fires a trigger that enqueues
   the real job once per period with the registry's policy, then is scheduled again at
   its next run, computed in its time zone;
@@ -137,10 +138,15 @@ class RailyardScheduler(Scheduler):
         )
 
     def run_once(self) -> None:
-        """One pass: fire due entries under the lock."""
+        """One pass under the lock: re-register lost entries, then fire due ones."""
         self.heartbeat()
         if self.acquire_lock():
             try:
+                lost = registration.missing(self.connection, self.entries, environment=self.environment)
+                if lost:
+                    # Redis lost its data, or a scheduler with other settings cancelled them.
+                    log.warning("schedule_entries_missing", entries=lost)
+                    registration.reconcile(self.connection, self.entries, environment=self.environment, now=self.now())
                 self.enqueue_jobs()
             finally:
                 self.remove_lock()

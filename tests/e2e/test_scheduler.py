@@ -20,7 +20,7 @@ from rq.job import Job, JobStatus
 from jobs.storage import StorageLocation, open_store
 from scheduler.registration import SCHEDULED_JOBS_KEY, registration_id
 from scheduler.service import RailyardScheduler
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SENTINEL_PASSWORD, free_port
 from tests.e2e.conftest import Proc, child_env, kill_group, procfile_command, run_cli
 from tests.manifests import put_backup
 
@@ -264,3 +264,13 @@ def test_schedule_run_of_an_unknown_entry_names_the_known_ones(env, database_url
         f"error: no schedule entry 'backup-nowhere' in environment '{ENV}'; known entries: "
         f"backup-{dbname(database_url)}, prune-backups\n"
     ) == result.stderr
+
+
+def test_unreachable_redis_stops_start_up_without_printing_the_password(start_scheduler, env) -> None:
+    url = f"redis://:{SENTINEL_PASSWORD}@127.0.0.1:{free_port()}/0"
+    proc = start_scheduler({**env, "REDIS_URL": url}, wait=False)
+    assert 1 == proc.popen.wait(timeout=60)
+    failed = [line for line in proc.lines() if line.get("event") == "scheduler_failed"]
+    assert 1 == len(failed), proc.text()
+    assert "Connection refused" in failed[0]["error"]
+    assert SENTINEL_PASSWORD not in proc.text()

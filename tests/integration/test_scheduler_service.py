@@ -85,6 +85,18 @@ def test_a_due_entry_fires_once_and_waits_for_its_next_run(redis_url, redis_conn
     assert last is not None and ("cron", "queued") == (last.reason, last.outcome)
 
 
+def test_entries_lost_with_redis_data_are_registered_again(redis_url, redis_conn, storage) -> None:
+    clock = Clock(START)
+    scheduler = make(redis_url, storage, clock)
+    scheduler.reconcile()
+    redis_conn.flushdb()  # a Redis restarted without persistence
+    scheduler.run_once()
+    assert {
+        "backup-app": datetime(2026, 11, 22, 3, 0, tzinfo=UTC),
+        "prune-backups": datetime(2026, 11, 22, 4, 30, tzinfo=UTC),
+    } == next_runs(redis_conn)
+
+
 def test_a_scheduler_down_for_days_fires_a_missed_entry_once(redis_url, redis_conn, storage) -> None:
     make(redis_url, storage, Clock(START)).reconcile()
     clock = Clock(START + timedelta(days=3, hours=8))
@@ -126,14 +138,15 @@ def test_another_environments_entries_are_not_fired(redis_url, redis_conn, stora
     clock.at = datetime(2026, 11, 22, 3, 0, 1, tzinfo=UTC)
     make(redis_url, storage, clock).run_once()
     assert [] == queued(redis_conn)
-    assert 2 == redis_conn.zcard(SCHEDULED_JOBS_KEY)
+    staging = registration.registered_entries(redis_conn, "staging")
+    assert datetime(2026, 11, 22, 3, 0, tzinfo=UTC) == staging["backup-app"].next_run  # still due, not fired
 
 
 def test_application_jobs_are_moved_to_their_queue_as_rq_scheduler_does(redis_url, redis_conn, storage) -> None:
     job = Scheduler(connection=redis_conn).enqueue_at(datetime(2026, 11, 22, 0, 30), "jobs.diagnostics.ping")
     make(redis_url, storage, Clock(START)).run_once()
     assert [job.id] == Queue("default", connection=redis_conn).get_job_ids()
-    assert 0 == redis_conn.zcard(SCHEDULED_JOBS_KEY)
+    assert redis_conn.zscore(SCHEDULED_JOBS_KEY, job.id) is None
 
 
 def test_the_lock_is_released_only_by_its_owner(redis_url, redis_conn, storage) -> None:
