@@ -127,6 +127,10 @@ def test_restarts_and_two_schedulers_at_once_register_each_entry_once(
     listed = schedule_list(env)
     assert [f"backup-{dbname(database_url)}", "prune-backups"] == [e["id"] for e in listed]
     assert {"registered"} == {e["state"] for e in listed}
+    text = run_cli("schedule", "list", env=env).stdout.splitlines()
+    assert text[0].split()[:3] == ["ID", "CRON", "TIMEZONE"]
+    assert [f"backup-{dbname(database_url)}", "prune-backups"] == [line.split()[0] for line in text[1:]]
+    assert all(["never", "registered"] == line.split()[-2:] for line in text[1:])
     assert (0, 0) == (one.stop(), two.stop())
     assert not redis_conn.exists(LOCK_KEY)
 
