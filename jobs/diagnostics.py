@@ -10,6 +10,9 @@ from typing import Any
 import structlog
 from rq import get_current_job
 
+from jobs.registry import attempt_number
+from railyard.errors import RetryableError
+
 log = structlog.get_logger()
 
 
@@ -26,3 +29,17 @@ def ping(delay_s: float = 0.0) -> dict[str, Any]:
         "job_id": job.id if job else None,
         "timeout": job.timeout if job else None,
     }
+
+
+def retry_probe() -> dict[str, Any]:
+    """Fail the first attempt with a retryable error and succeed on the retry.
+
+    Proves that delayed retries run: the retry waits in RQ's scheduled registry until the
+    worker's scheduler (``rq worker --with-scheduler``) moves it back to the queue.
+    """
+    job = get_current_job()
+    attempt = attempt_number(job) if job else 1
+    log.info("retry_probe_attempt", attempt=attempt)
+    if attempt == 1:
+        raise RetryableError("retry probe: the first attempt fails on purpose; the retry after the backoff succeeds")
+    return {"attempt": attempt, "job_id": job.id if job else None}

@@ -57,6 +57,7 @@ MIGRATION_RETRY_ON: tuple[type[BaseException], ...] = (RetryableError, Connectio
 
 SPECS: tuple[JobSpec, ...] = (
     JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),
+    JobSpec("jobs.diagnostics.retry_probe", queue="backup", timeout_s=60, max_attempts=2, backoff_s=(1,)),
     JobSpec("jobs.backup.run_backup", queue="backup", timeout_s=3 * HOUR_S, backoff_s=(300, 900)),
     JobSpec("jobs.verify.verify_backup", queue="backup", timeout_s=3 * HOUR_S, max_attempts=2, backoff_s=(900,)),
     JobSpec("jobs.migrate.run_migrations", queue="migration", timeout_s=HOUR_S, retry_on=MIGRATION_RETRY_ON),
@@ -90,4 +91,10 @@ def apply_policy(job: Job, spec: JobSpec) -> None:
 
 
 def attempt_number(job: Job) -> int:
+    """1 on a job's first run, 2 on its first retry, and so on."""
+    # RQ counts a retry after an exception only by decrementing retries_left
+    # (number_of_retries counts the retries a job asks for by returning Retry).
+    max_attempts = (job.meta.get(POLICY_META_KEY) or {}).get("max_attempts")
+    if isinstance(max_attempts, int) and job.retries_left is not None:
+        return max(1, max_attempts - job.retries_left)
     return (job.number_of_retries or 0) + 1

@@ -73,6 +73,10 @@ def _register() -> None:
     cli.add_command(backups.verify)
     cli.add_command(migrate.migrate)
 
+    from railyard.cli import schedule
+
+    cli.add_command(schedule.schedule)
+
 
 _register()
 

@@ -1,0 +1,86 @@
+"""What the schedule looks like now: declared entries merged with registered ones, with their runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis import Redis
+
+from railyard.errors import NotFoundError
+from scheduler import registration, runs
+from scheduler.cron import next_run
+from scheduler.schedule import Entry
+
+# registered: running as declared; changed: registered with another cron or arguments than
+# declared here (the scheduler applies them when it restarts); not registered: declared but
+# no scheduler has started with it yet; not declared: registered but absent from these settings.
+STATES = ("registered", "changed", "not registered", "not declared")
+
+
+@dataclass(frozen=True)
+class EntryStatus:
+    entry: Entry
+    state: str
+    next_run: datetime
+    last_run: runs.LastRun | None
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.last_run
+        return {
+            "id": self.entry.id,
+            "cron": self.entry.cron,
+            "timezone": self.entry.timezone,
+            "job": self.entry.func,
+            "kwargs": dict(self.entry.kwargs),
+            "state": self.state,
+            "next_run_utc": self.next_run.isoformat(),
+            "next_run_local": self.next_run.astimezone(ZoneInfo(self.entry.timezone)).isoformat(),
+            "last_run": None
+            if last is None
+            else {
+                "fired_at": last.fired_at.isoformat(),
+                "reason": last.reason,
+                "job_id": last.job_id,
+                "outcome": last.outcome,
+            },
+        }
+
+
+def describe(connection: Redis, declared: Sequence[Entry], *, environment: str, now: datetime) -> list[EntryStatus]:
+    """Every entry, declared ones first in their order; a registered entry shows what will run."""
+    registered = registration.registered_entries(connection, environment)
+    statuses = []
+    for entry in declared:
+        current = registered.pop(entry.id, None)
+        if current is None:
+            statuses.append(
+                _status(connection, entry, "not registered", next_run(entry.cron, entry.timezone, now), environment)
+            )
+        else:
+            state = "registered" if current.fingerprint == entry.fingerprint else "changed"
+            statuses.append(_status(connection, current.entry, state, current.next_run, environment))
+    for current in registered.values():
+        statuses.append(_status(connection, current.entry, "not declared", current.next_run, environment))
+    return statuses
+
+
+def find_entry(connection: Redis, declared: Sequence[Entry], entry_id: str, *, environment: str) -> Entry:
+    """The entry named ``entry_id``: as registered (what the scheduler runs), else as declared."""
+    registered = registration.registered_entries(connection, environment)
+    if entry_id in registered:
+        return registered[entry_id].entry
+    for entry in declared:
+        if entry.id == entry_id:
+            return entry
+    known = sorted({e.id for e in declared} | registered.keys())
+    raise NotFoundError(
+        f"no schedule entry {entry_id!r} in environment {environment!r}; known entries: {', '.join(known) or 'none'}"
+    )
+
+
+def _status(connection: Redis, entry: Entry, state: str, when: datetime, environment: str) -> EntryStatus:
+    return EntryStatus(entry, state, when, runs.read(connection, environment, entry.id))
