@@ -153,3 +153,15 @@ def test_s3_unreachable_endpoint_is_retryable(monkeypatch: pytest.MonkeyPatch, s
     with pytest.raises(StorageError, match=r"127\.0\.0\.1"):
         store.check()
     assert s3_env["AWS_SECRET_ACCESS_KEY"] not in os.environ.get("AWS_ENDPOINT_URL_S3", "")
+
+
+def test_iter_get_from_offset(store: ObjectStore) -> None:
+    """Reading from an offset returns the object's tail; at or past the end, nothing."""
+    data = bytes(range(256)) * 40
+    store.put_bytes("ranged/object.bin", data)
+    assert b"".join(store.iter_get("ranged/object.bin", start=1000)) == data[1000:]
+    assert b"".join(store.iter_get("ranged/object.bin", chunk_size=7, start=len(data) - 3)) == data[-3:]
+    assert b"".join(store.iter_get("ranged/object.bin", start=len(data))) == b""
+    assert b"".join(store.iter_get("ranged/object.bin", start=len(data) + 10)) == b""
+    with pytest.raises(NotFoundError):
+        b"".join(store.iter_get("ranged/missing.bin", start=10))
