@@ -52,7 +52,13 @@ class JobSpec:
         return isinstance(exc, self.retry_on)
 
 
-SPECS: tuple[JobSpec, ...] = (JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),)
+SPECS: tuple[JobSpec, ...] = (
+    JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),
+    # Backoff outlasts AUDIO_STALE_AFTER_S, so a retry can take over a dead worker's file.
+    JobSpec(
+        "jobs.audio.process_audio", queue="audio", timeout_s=30 * 60, max_attempts=5, backoff_s=(30, 120, 600, 1800)
+    ),
+)
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}
 LONGEST_TIMEOUT_S = max(spec.timeout_s for spec in SPECS)
