@@ -21,6 +21,7 @@ from jobs.audio import policy
 from jobs.audio.errors import AudioInputError, AudioLimitError
 
 Tick = Callable[[], None]
+EXACT_LENGTH_FORMATS = ("flac", "wav", "mp4", "ogg")  # MP3 and raw streams only estimate theirs
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class SourceInfo:
     sample_rate: int
     channels: int
     declared_duration_s: float | None  # what the container says; decoding tells the truth
+    exact_duration: bool  # the container states its length exactly rather than estimating it
 
 
 @dataclass
@@ -61,6 +63,7 @@ class AudioDecoder:
             sample_rate=int(codec.sample_rate or 0),
             channels=int(codec.channels or 0),
             declared_duration_s=declared / av.time_base if declared and declared > 0 else None,
+            exact_duration=any(name in EXACT_LENGTH_FORMATS for name in self._container.format.name.split(",")),
         )
         self.max_duration_s = max_duration_s
         self.stats = DecodeStats()

@@ -41,6 +41,19 @@ class FilterChain:
                 out.append(pulled)
 
 
+def convert(channels: int, rate: int) -> tuple[str, str]:
+    """The filter that brings audio to ``channels`` (1 or 2) at ``rate``.
+
+    Both passes must convert the same way: a downmix left to FFmpeg's automatic
+    conversion can use another matrix, and loudness measured before would not hold.
+    """
+    return ("aresample", f"out_chlayout={layout_name(channels)}:osr={rate}")
+
+
+def layout_name(channels: int) -> str:
+    return "mono" if channels == 1 else "stereo"
+
+
 def loudness_of(frame: av.AudioFrame) -> float | None:
     """Integrated loudness (LUFS) that an ebur128 filter with metadata=1 put on ``frame``."""
     value = frame.metadata.get(LOUDNESS_KEY)

@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from jobs.audio.decode import AudioDecoder, DecodeStats, SourceInfo, Tick
-from jobs.audio.filters import FilterChain, loudness_of
+from jobs.audio.filters import FilterChain, convert, loudness_of
 
 SILENT_DBFS = -200.0
 
@@ -57,10 +57,7 @@ def measure(file: Any, *, shape: ShapeRule, max_duration_s: float, tick: Tick | 
             if chain is None:
                 rate = frame.sample_rate
                 output_rate, output_channels = shape(rate, frame.layout.nb_channels)
-                filters = [("aformat", f"channel_layouts={'mono' if output_channels == 1 else 'stereo'}")]
-                if output_rate != rate:
-                    filters.append(("aresample", str(output_rate)))
-                chain = FilterChain(frame, [*filters, ("ebur128", "metadata=1")])
+                chain = FilterChain(frame, [convert(output_channels, output_rate), ("ebur128", "metadata=1")])
             take(chain.push(frame))
         if chain is not None:
             take(chain.push(None))

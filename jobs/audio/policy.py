@@ -22,6 +22,8 @@ LOSSY_HEADROOM_DB = 1.0
 MAX_LIMITING_DB = 9.0
 LOUDNESS_TOLERANCE_LU = 0.5  # an output further than this from its planned loudness is rendered again
 PEAK_CORRECTION_MARGIN_DB = 0.2  # extra room taken when a render overshot the ceiling
+TRUNCATION_SHARE = 0.02
+TRUNCATION_SLACK_S = 0.1
 SILENCE_LUFS = -60.0  # quieter than this, a track is treated as silent
 MIN_DURATION_S = 0.4  # one BS.1770 gating block: shorter audio has no integrated loudness
 CORRUPT_PACKET_SHARE = 0.01
@@ -134,7 +136,7 @@ def too_long_problem(max_duration_s: float, duration_s: float | None = None) -> 
 def content_problem(*, samples: int, sample_rate_hz: int, loudness_lufs: float) -> str | None:
     """Why decoded audio cannot be normalised (a sentence for the row), or None."""
     if samples <= 0:
-        return "the file contains no decodable audio; upload a file that plays"
+        return "no audio could be decoded from the file (damaged, or not audio); upload a file that plays"
     duration_s = samples / sample_rate_hz
     if duration_s < MIN_DURATION_S:
         return f"the audio is {duration_s:.2f} s long, too short to measure its loudness (at least {MIN_DURATION_S} s)"
@@ -148,6 +150,13 @@ def too_corrupt(bad_packets: int, packets: int) -> bool:
     if bad_packets <= CORRUPT_PACKETS_TOLERATED:
         return False
     return bad_packets > CORRUPT_PACKET_SHARE * max(packets, 1)
+
+
+def truncated(declared_s: float | None, decoded_s: float) -> bool:
+    """Whether much less audio decoded than an exact container length (FLAC, WAV, MP4, Ogg) promised."""
+    if declared_s is None:
+        return False
+    return decoded_s < declared_s * (1 - TRUNCATION_SHARE) - TRUNCATION_SLACK_S
 
 
 def output_key(audio_file_id: str, source_sha256: str, output_format: OutputFormat) -> str:

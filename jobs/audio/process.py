@@ -344,6 +344,12 @@ def _check_content(measured: Measurement) -> None:
             f"the file is damaged: {stats.bad_packets} of {stats.packets} packets could not be decoded; "
             "export or upload it again"
         )
+    info = measured.info
+    if info.exact_duration and stats.samples and policy.truncated(info.declared_duration_s, measured.duration_s):
+        raise AudioInputError(
+            f"the file is damaged or cut short: {measured.duration_s:.1f} s of its {info.declared_duration_s:.1f} s "
+            "could be decoded; upload it again"
+        )
     problem = policy.content_problem(
         samples=stats.samples, sample_rate_hz=measured.sample_rate or 1, loudness_lufs=measured.loudness_lufs
     )

@@ -17,7 +17,7 @@ from av.audio.stream import AudioStream
 
 from jobs.audio.config import OutputFormat
 from jobs.audio.decode import AudioDecoder, Tick
-from jobs.audio.filters import FilterChain
+from jobs.audio.filters import FilterChain, convert, layout_name
 
 LIMITER_ATTACK_MS = 5
 LIMITER_RELEASE_MS = 50
@@ -53,11 +53,7 @@ class RenderSpec:
 def filters_for(spec: RenderSpec) -> list[tuple[str, str]]:
     """The FFmpeg filters between decoder and encoder, in order."""
     layout = layout_name(spec.channels)
-    chain = [
-        ("aformat", f"channel_layouts={layout}"),
-        ("aresample", str(spec.sample_rate)),
-        ("volume", f"volume={spec.gain_db:.2f}dB:precision=float"),
-    ]
+    chain = [convert(spec.channels, spec.sample_rate), ("volume", f"volume={spec.gain_db:.2f}dB:precision=float")]
     if spec.limiter:
         limit = 10 ** (spec.limit_dbfs / 20)
         chain.append(
@@ -68,10 +64,6 @@ def filters_for(spec: RenderSpec) -> list[tuple[str, str]]:
         )
     chain.append(("aformat", f"sample_fmts=fltp:sample_rates={spec.sample_rate}:channel_layouts={layout}"))
     return chain
-
-
-def layout_name(channels: int) -> str:
-    return "mono" if channels == 1 else "stereo"
 
 
 def render(file: Any, spec: RenderSpec, out_path: Path, *, max_duration_s: float, tick: Tick | None = None) -> int:

@@ -68,6 +68,10 @@ def _register() -> None:
 
     cli.add_command(health.health)
 
+    from railyard.cli import audio
+
+    cli.add_command(audio.audio)
+
 
 _register()
 

@@ -124,7 +124,7 @@ def test_too_long_problem_without_a_known_length() -> None:
     ("samples", "loudness", "expected_start"),
     [
         (44100 * 3, -23.0, None),
-        (0, -70.0, "the file contains no decodable audio"),
+        (0, -70.0, "no audio could be decoded from the file"),
         (44100 // 4, -20.0, "the audio is 0.25 s long, too short"),
         (44100 * 3, -70.0, "the audio is silent"),
         (44100 * 3, -60.5, "the audio is silent"),
@@ -147,6 +147,15 @@ def test_content_problem(samples: int, loudness: float, expected_start: str | No
 def test_too_corrupt(bad: int, total: int, expected: bool) -> None:
     """A handful of bad packets is skipped; more than 1% means the file is damaged."""
     assert expected == policy.too_corrupt(bad, total)
+
+
+@pytest.mark.parametrize(
+    ("declared", "decoded", "expected"),
+    [(None, 1.0, False), (10.0, 10.0, False), (10.0, 9.71, False), (10.0, 9.68, True), (4.0, 1.6, True)],
+)
+def test_truncated(declared: float | None, decoded: float, expected: bool) -> None:
+    """2% and 0.1 s of slack, for encoders' padding and rounding."""
+    assert expected == policy.truncated(declared, decoded)
 
 
 @pytest.mark.parametrize(
