@@ -22,13 +22,10 @@ import psycopg
 import structlog
 
 from jobs.audio import policy
-from jobs.audio.analyse import OutputAnalysis, analyse
 from jobs.audio.config import AudioSettings
 from jobs.audio.errors import AudioInputError, AudioLimitError, ClaimLostError
 from jobs.audio.files import AudioFile, AudioFiles, Result
-from jobs.audio.measure import Measurement, measure
-from jobs.audio.reader import SourceChangedError, StorageReader
-from jobs.audio.render import RenderSpec, render
+from jobs.audio.pipeline import normalise
 from jobs.storage import ObjectStore, StorageLocation, choose_part_size, open_store
 from railyard.errors import LockBusyError, NotFoundError, RailyardError, RetryableError
 from railyard.settings import Settings, redact_url
@@ -109,6 +106,10 @@ class Processor:
         self.audio = audio
 
     def run(self, file_id: str) -> Outcome:
+        with structlog.contextvars.bound_contextvars(audio_file_id=file_id):
+            return self._run(file_id)
+
+    def _run(self, file_id: str) -> Outcome:
         row = self.files.get(file_id)
         if row is None:
             raise NotFoundError(
@@ -119,14 +120,14 @@ class Processor:
         if row.status == "ready":
             skip_reason = self._still_ready(row)
             if skip_reason:
-                log.info("audio_skipped", audio_file_id=file_id, reason=skip_reason)
+                log.info("audio_skipped", reason=skip_reason)
                 return Outcome(file_id, "skipped", "ready", skip_reason, {"output_key": row.output_key})
             replacing = row.source_sha256
         claimed = self.files.claim(file_id, stale_after_s=self.audio.stale_after_s, replacing_sha256=replacing)
         if claimed is None:
             return self._not_claimed(file_id)
         token = claimed.attempts
-        log.info("audio_claimed", audio_file_id=file_id, attempt=token, previous_status=row.status)
+        log.info("audio_claimed", attempt=token, previous_status=row.status)
         started = time.monotonic()
         try:
             result = self._process(claimed, token)
@@ -144,7 +145,6 @@ class Processor:
         elapsed_s = time.monotonic() - started
         log.info(
             "audio_ready",
-            audio_file_id=file_id,
             output_key=result.output_key,
             duration_s=result.duration_ms / 1000,
             loudness_before_lufs=result.loudness_before_lufs,
@@ -179,7 +179,7 @@ class Processor:
         if current is None:
             raise NotFoundError(f"audio file {file_id!r} was deleted while this job started")
         if current.status == "ready":
-            log.info("audio_skipped", audio_file_id=file_id, reason="processed by another worker")
+            log.info("audio_skipped", reason="processed by another worker")
             reason = "processed by another worker"
             return Outcome(file_id, "skipped", "ready", reason, {"output_key": current.output_key})
         raise LockBusyError(
@@ -203,35 +203,15 @@ class Processor:
         if over:
             raise AudioLimitError(over)
         tick = Heartbeat(self.files, row.id, token)
-
-        def shape(rate: int, channels: int) -> tuple[int, int]:
-            return policy.output_sample_rate(rate, audio.output_format), policy.output_channels(channels, audio.mono)
-
-        with StorageReader(self.store, key, info.size) as reader:
-            measured = measure(reader, shape=shape, max_duration_s=audio.max_duration_s, tick=tick)
-            sha256 = reader.sha256()
-        _check_content(measured)
-        log.info(
-            "audio_measured",
-            audio_file_id=row.id,
-            source_format=measured.info.container,
-            codec=measured.info.codec,
-            duration_s=round(measured.duration_s, 3),
-            loudness_lufs=measured.loudness_lufs,
-            sample_peak_dbfs=round(measured.sample_peak_dbfs, 2),
-            bad_packets=measured.stats.bad_packets,
-        )
-        plan = policy.plan_gain(
-            measured.loudness_lufs, measured.sample_peak_dbfs, audio.target_lufs, audio.true_peak_dbtp
-        )
-        out_key = policy.output_key(row.id, sha256, audio.output_format)
         with tempfile.TemporaryDirectory(prefix="railyard-audio-") as tmp:
-            out_path = Path(tmp) / out_key.rpartition("/")[2]
-            analysis, plan = self._render_checked(key, info.size, sha256, measured, plan, out_path, tick)
+            out_path = Path(tmp) / f"output.{policy.EXTENSIONS[audio.output_format]}"
+            done = normalise(self.store, key, info.size, audio, out_path, tick)
+            out_key = policy.output_key(row.id, done.sha256, audio.output_format)
             size = self._upload(out_path, self.location.key(out_key))
-        log.info("audio_uploaded", audio_file_id=row.id, output_key=out_key, bytes=size)
+        log.info("audio_uploaded", output_key=out_key, bytes=size)
+        measured, analysis = done.measured, done.analysis
         return Result(
-            source_sha256=sha256,
+            source_sha256=done.sha256,
             source_bytes=info.size,
             source_format=measured.info.container.split(",")[0],
             output_key=out_key,
@@ -242,65 +222,9 @@ class Processor:
             loudness_before_lufs=round(measured.loudness_lufs, 2),
             loudness_after_lufs=round(analysis.loudness_lufs, 2),
             true_peak_after_dbtp=round(analysis.true_peak_dbtp, 2),
-            gain_db=plan.gain_db,
+            gain_db=done.plan.gain_db,
             waveform_peaks=analysis.peaks,
         )
-
-    def _render_checked(
-        self,
-        key: str,
-        size: int,
-        sha256: str,
-        measured: Measurement,
-        plan: policy.GainPlan,
-        out_path: Path,
-        tick: Heartbeat,
-    ) -> tuple[OutputAnalysis, policy.GainPlan]:
-        """Render, measure the encoded file, and render once more if it missed the plan."""
-        audio = self.audio
-        for attempt in (1, 2):
-            spec = RenderSpec(
-                gain_db=plan.gain_db,
-                limiter=plan.limiter,
-                limit_dbfs=plan.limit_dbfs,
-                sample_rate=measured.output_rate,
-                channels=measured.output_channels,
-                output_format=audio.output_format,
-                bitrate_kbps=audio.bitrate_kbps,
-            )
-            with StorageReader(self.store, key, size) as reader:
-                written = render(reader, spec, out_path, max_duration_s=audio.max_duration_s, tick=tick)
-                if reader.sha256() != sha256:
-                    raise SourceChangedError(f"the source {key!r} changed while it was being processed")
-            analysis = analyse(out_path, expected_samples=written, tick=tick)
-            correction = policy.corrected_plan(
-                plan,
-                loudness_before_lufs=measured.loudness_lufs,
-                sample_peak_dbfs=measured.sample_peak_dbfs,
-                loudness_after_lufs=analysis.loudness_lufs,
-                true_peak_after_dbtp=analysis.true_peak_dbtp,
-                target_lufs=audio.target_lufs,
-                ceiling_dbtp=audio.true_peak_dbtp,
-            )
-            if correction is None:
-                break
-            if attempt == 2:
-                log.warning(
-                    "audio_off_target",
-                    loudness_after_lufs=analysis.loudness_lufs,
-                    true_peak_after_dbtp=analysis.true_peak_dbtp,
-                )
-                break
-            log.info(
-                "audio_render_corrected",
-                loudness_after_lufs=analysis.loudness_lufs,
-                true_peak_after_dbtp=analysis.true_peak_dbtp,
-                gain_db=plan.gain_db,
-                new_gain_db=correction.gain_db,
-                limiter=correction.limiter,
-            )
-            plan = correction
-        return analysis, plan
 
     def _upload(self, path: Path, key: str) -> int:
         size = path.stat().st_size
@@ -314,7 +238,7 @@ class Processor:
         reason = str(exc)
         if not self.files.finish(file_id, token, status, reason):
             raise ClaimLostError(f"audio file {file_id} was taken over by another worker before it was recorded")
-        log.warning(f"audio_{status}", audio_file_id=file_id, error=reason)
+        log.warning(f"audio_{status}", error=reason)
         return Outcome(file_id, status, status, reason)
 
     def _release(self, file_id: str, token: int, exc: BaseException) -> None:
@@ -328,30 +252,10 @@ class Processor:
             self.files.finish(file_id, token, "failed", reason)
         except (RailyardError, psycopg.Error) as db_exc:
             # The row stays `processing` until its claim goes stale; the next attempt takes it over.
-            log.warning("audio_release_failed", audio_file_id=file_id, error=str(db_exc))
+            log.warning("audio_release_failed", error=str(db_exc))
 
     def _delete_quietly(self, key: str) -> None:
         try:
             self.store.delete(self.location.key(key))
         except RailyardError as exc:
             log.warning("audio_old_output_not_deleted", output_key=key, error=str(exc))
-
-
-def _check_content(measured: Measurement) -> None:
-    stats = measured.stats
-    if policy.too_corrupt(stats.bad_packets, stats.packets):
-        raise AudioInputError(
-            f"the file is damaged: {stats.bad_packets} of {stats.packets} packets could not be decoded; "
-            "export or upload it again"
-        )
-    info = measured.info
-    if info.exact_duration and stats.samples and policy.truncated(info.declared_duration_s, measured.duration_s):
-        raise AudioInputError(
-            f"the file is damaged or cut short: {measured.duration_s:.1f} s of its {info.declared_duration_s:.1f} s "
-            "could be decoded; upload it again"
-        )
-    problem = policy.content_problem(
-        samples=stats.samples, sample_rate_hz=measured.sample_rate or 1, loudness_lufs=measured.loudness_lufs
-    )
-    if problem:
-        raise AudioInputError(problem)
