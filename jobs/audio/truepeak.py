@@ -31,6 +31,9 @@ def _phases() -> npt.NDArray[np.float32]:
 
 
 PHASES = _phases()  # shape (TAPS_PER_PHASE, OVERSAMPLING)
+# No interpolated value exceeds the largest nearby sample by more than this factor, so a
+# block whose sample peak times it stays under the peak found so far can be skipped.
+GAIN_BOUND = float(np.abs(PHASES).sum(axis=0).max())
 
 
 class TruePeakMeter:
@@ -49,6 +52,8 @@ class TruePeakMeter:
             self._tail = np.zeros((block.shape[0], TAPS_PER_PHASE - 1), dtype=np.float32)
         joined = np.concatenate([self._tail, block], axis=1)
         self._tail = joined[:, -(TAPS_PER_PHASE - 1) :]
+        if float(np.abs(joined).max()) * GAIN_BOUND <= self._peak:
+            return
         windows = sliding_window_view(joined, TAPS_PER_PHASE, axis=1)
         interpolated = windows @ PHASES
         self._peak = max(self._peak, float(np.abs(interpolated).max()), float(np.abs(block).max()))

@@ -28,13 +28,17 @@ class PeakAccumulator:
             return
         mono = np.abs(block).max(axis=0) if block.ndim == 2 else np.abs(block)
         count = mono.shape[0]
-        positions = np.arange(self.samples, self.samples + count, dtype=np.int64)
-        # Samples past the expected length (a resampler's rounding) fall into the last span.
-        spans = np.minimum(positions * self.points // self.expected, self.points - 1)
-        starts = np.flatnonzero(np.r_[True, spans[1:] != spans[:-1]])
-        maxima = np.maximum.reduceat(mono, starts)
-        np.maximum.at(self._peaks, spans[starts], maxima)
+        first, last = self._span(self.samples), self._span(self.samples + count - 1)
+        # Span k starts at sample ceil(k * expected / points); samples past the expected
+        # length (a resampler's rounding) fall into the last span.
+        spans = np.arange(first, last + 1)
+        starts = -(-spans[1:] * self.expected // self.points) - self.samples
+        maxima = np.maximum.reduceat(mono, np.r_[0, starts])
+        self._peaks[first : last + 1] = np.maximum(self._peaks[first : last + 1], maxima)
         self.samples += count
+
+    def _span(self, sample: int) -> int:
+        return min(sample * self.points // self.expected, self.points - 1)
 
     def peaks(self) -> list[float]:
         """The values, 0..1, rounded to 4 places; spans never reached (a short track) are 0."""
