@@ -371,3 +371,38 @@ def test_transient_storage_error_leaves_the_row_failed_and_retryable(env: Env, t
 
     assert env.process(file_id)["outcome"] == "processed"  # the retry
     assert (env.row(file_id)["status"], env.row(file_id)["attempts"]) == ("ready", 2)
+
+
+class NoUploadStore(LocalStore):
+    """Reads work; every upload fails as a storage outage would."""
+
+    def open_upload(self, key: str, *, part_size: int = 0, concurrency: int = 4) -> Any:
+        raise StorageError(f"S3 server error at s3://bucket/{key}: ServiceUnavailable")
+
+
+def test_row_is_never_ready_without_its_output(env: Env, tmp_path: Path) -> None:
+    file_id, _ = upload_speech(env)
+    env.store = NoUploadStore(tmp_path / "audio")
+    with pytest.raises(StorageError, match="ServiceUnavailable"):
+        env.process(file_id)
+    row = env.row(file_id)
+    assert (row["status"], row["output_key"]) == ("failed", None)
+    assert list(env.store.list(env.location.key("processed"))) == []
+
+
+def test_enqueue_audio_reaches_redis_from_the_environment(
+    redis_url: str, redis_conn: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rq import Queue
+
+    from jobs.client import enqueue_audio
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    job = enqueue_audio(7)
+    queued = Queue("audio", connection=redis_conn).jobs
+    assert [job.id] == [j.id for j in queued]
+    assert (
+        queued[0].func_name,
+        queued[0].kwargs,
+        queued[0].timeout,
+    ) == ("jobs.audio.process_audio", {"audio_file_id": 7}, 1800)
