@@ -7,6 +7,7 @@ services").
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from redis import Redis
@@ -14,6 +15,7 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from jobs import registry
+from railyard.settings import DEFAULT_REDIS_URL
 
 
 def enqueue(
@@ -63,3 +65,13 @@ def enqueue_backup(
 
 def enqueue_ping(connection: Redis, *, queue: str = "backup", delay_s: float = 0.0) -> Job:
     return enqueue("jobs.diagnostics.ping", connection, queue=queue, delay_s=delay_s)
+
+
+def enqueue_audio(audio_file_id: int | str, connection: Redis | None = None, *, job_id: str | None = None) -> Job:
+    """Enqueue ``jobs.audio.process_audio`` for one row of the audio files table.
+
+    Without ``connection``, Redis is reached at REDIS_URL.
+    """
+    if connection is None:
+        connection = Redis.from_url(os.environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL)
+    return enqueue("jobs.audio.process_audio", connection, job_id=job_id, audio_file_id=audio_file_id)

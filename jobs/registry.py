@@ -61,6 +61,10 @@ SPECS: tuple[JobSpec, ...] = (
     JobSpec("jobs.backup.run_backup", queue="backup", timeout_s=3 * HOUR_S, backoff_s=(300, 900)),
     JobSpec("jobs.verify.verify_backup", queue="backup", timeout_s=3 * HOUR_S, max_attempts=2, backoff_s=(900,)),
     JobSpec("jobs.migrate.run_migrations", queue="migration", timeout_s=HOUR_S, retry_on=MIGRATION_RETRY_ON),
+    # Backoff outlasts AUDIO_STALE_AFTER_S, so a retry can take over a dead worker's file.
+    JobSpec(
+        "jobs.audio.process_audio", queue="audio", timeout_s=30 * 60, max_attempts=5, backoff_s=(30, 120, 600, 1800)
+    ),
 )
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}

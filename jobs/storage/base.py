@@ -103,8 +103,11 @@ class ObjectStore(abc.ABC):
         """Start a streaming upload with bounded memory (part_size x (concurrency + 1))."""
 
     @abc.abstractmethod
-    def iter_get(self, key: str, chunk_size: int = READ_CHUNK_SIZE) -> Iterator[bytes]:
-        """Stream an object's bytes. Raises NotFoundError if the key does not exist."""
+    def iter_get(self, key: str, chunk_size: int = READ_CHUNK_SIZE, *, start: int = 0) -> Iterator[bytes]:
+        """Stream an object's bytes from offset ``start``. Raises NotFoundError if the key does not exist.
+
+        A ``start`` at or past the end yields nothing.
+        """
 
     @abc.abstractmethod
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:

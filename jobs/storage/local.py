@@ -83,13 +83,15 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             raise _os_error(exc, self.path(key)) from exc
 
-    def iter_get(self, key: str, chunk_size: int = READ_CHUNK_SIZE) -> Iterator[bytes]:
+    def iter_get(self, key: str, chunk_size: int = READ_CHUNK_SIZE, *, start: int = 0) -> Iterator[bytes]:
         path = self.path(key)
         try:
             handle = open(path, "rb")  # noqa: SIM115 (closed by the generator's with)
         except FileNotFoundError as exc:
             raise NotFoundError(f"no object {key!r} in {self.location()}") from exc
         with handle:
+            if start:
+                handle.seek(start)
             while chunk := handle.read(chunk_size):
                 yield chunk
 

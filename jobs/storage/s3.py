@@ -254,8 +254,16 @@ class S3Store(ObjectStore):
     def open_upload(self, key: str, *, part_size: int = MIN_PART_SIZE, concurrency: int = 4) -> Upload:
         return S3Upload(self, key, part_size, concurrency)
 
-    def iter_get(self, key: str, chunk_size: int = READ_CHUNK_SIZE) -> Iterator[bytes]:
-        response = self.call("get_object", Bucket=self.bucket, Key=key)
+    def iter_get(self, key: str, chunk_size: int = READ_CHUNK_SIZE, *, start: int = 0) -> Iterator[bytes]:
+        params = {"Bucket": self.bucket, "Key": key, **({"Range": f"bytes={start}-"} if start else {})}
+        try:
+            response = self.client.get_object(**params)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return  # start at or past the end: nothing to read
+            raise self._client_error(exc, key) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 request get_object to {self._endpoint()} failed: {exc}") from exc
         body = response["Body"]
         try:
             while True:

@@ -77,6 +77,10 @@ def _register() -> None:
 
     cli.add_command(schedule.schedule)
 
+    from railyard.cli import audio
+
+    cli.add_command(audio.audio)
+
 
 _register()
 

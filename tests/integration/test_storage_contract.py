@@ -179,3 +179,15 @@ def test_s3_put_options_are_validated() -> None:
     assert {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"} == put_options(
         {"S3_SSE": "aws:kms", "S3_SSE_KMS_KEY_ID": "k"}
     )
+
+
+def test_iter_get_from_offset(store: ObjectStore) -> None:
+    """Reading from an offset returns the object's tail; at or past the end, nothing."""
+    data = bytes(range(256)) * 40
+    store.put_bytes("ranged/object.bin", data)
+    assert b"".join(store.iter_get("ranged/object.bin", start=1000)) == data[1000:]
+    assert b"".join(store.iter_get("ranged/object.bin", chunk_size=7, start=len(data) - 3)) == data[-3:]
+    assert b"".join(store.iter_get("ranged/object.bin", start=len(data))) == b""
+    assert b"".join(store.iter_get("ranged/object.bin", start=len(data) + 10)) == b""
+    with pytest.raises(NotFoundError):
+        b"".join(store.iter_get("ranged/missing.bin", start=10))

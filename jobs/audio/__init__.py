@@ -1,0 +1,20 @@
+"""Audio processing: loudness-normalised, Yoto-ready audio from uploaded files.
+
+Other services insert a row in the audio files table, upload the source under
+AUDIO_STORAGE_URL and enqueue ``jobs.audio.process_audio(audio_file_id)`` on queue
+``audio``. See docs/audio.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.audio.config import AudioSettings
+from railyard.settings import Settings
+
+
+def process_audio(audio_file_id: int | str) -> dict[str, Any]:
+    """RQ job: measure, normalise and encode one audio file, and record the outcome in its row."""
+    from jobs.audio.process import process_file  # PyAV loads only where audio is processed
+
+    return process_file(Settings.from_env(), AudioSettings.from_env(), audio_file_id).as_dict()
