@@ -163,11 +163,12 @@ def test_sigterm_stops_the_scheduler_and_leaves_no_lock(start_scheduler, env, re
     for _ in range(3):
         proc = start_scheduler({**env, "SCHEDULER_INTERVAL_S": "0.01"})
         time.sleep(0.3)  # the lock is taken and released about every 10 ms
-        started = time.monotonic()
-        assert 0 == proc.stop(signal.SIGTERM, timeout_s=10)
-        assert time.monotonic() - started < 5
+        assert 0 == proc.stop(signal.SIGTERM, timeout_s=30)
         assert not redis_conn.exists(LOCK_KEY)
-        assert any(line.get("event") == "scheduler_stopped" for line in proc.lines())
+        stamps = {
+            line["event"]: datetime.fromisoformat(line["timestamp"]) for line in proc.lines() if "timestamp" in line
+        }
+        assert stamps["scheduler_stopped"] - stamps["scheduler_stopping"] < timedelta(seconds=2)
     instances = list(redis_conn.scan_iter(match="rq:scheduler_instance:*"))
     assert 3 == len(instances)
     assert all(redis_conn.hexists(key, "death") for key in instances)
