@@ -124,6 +124,11 @@ def build_schedule(
     return tuple(entries.values())
 
 
+def backup_entry_for(entries: Iterable[Entry], kwargs: Mapping[str, Any]) -> Entry | None:
+    """The backup entry whose job arguments are exactly ``kwargs``, if the schedule has one."""
+    return next((e for e in entries if e.kind == "backup" and dict(e.kwargs) == dict(kwargs)), None)
+
+
 def targets_from_settings(settings: Settings, environ: Mapping[str, str] | None = None) -> tuple[BackupTarget, ...]:
     """The databases the schedule backs up.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -72,6 +73,11 @@ def _store(settings: Settings) -> tuple[Any, StorageLocation]:
 @click.option("--pg-dump-arg", "extra_args", multiple=True, metavar="ARG", help="Extra pg_dump flag (allow-listed).")
 @click.option("--all-databases", is_flag=True, help="Every connectable database on the server, plus its globals.")
 @click.option("--enqueue", is_flag=True, help="Enqueue on the backup queue instead of running here; prints the job id.")
+@click.option(
+    "--extra",
+    is_flag=True,
+    help="With --enqueue: enqueue even if the schedule's backup for this period was already enqueued.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 @click.pass_obj
 def backup(
@@ -87,6 +93,7 @@ def backup(
     extra_args: tuple[str, ...],
     all_databases: bool,
     enqueue: bool,
+    extra: bool,
     as_json: bool,
 ) -> None:
     """Back up a PostgreSQL database now (no Redis needed) and print its id and key."""
@@ -112,6 +119,17 @@ def backup(
         if extra_args:
             raise click.UsageError("--pg-dump-arg cannot be combined with --enqueue")
         conn = redis.Redis.from_url(settings.redis_url)
+        if options == BackupOptions() and not extra:
+            fired = _fire_scheduled_backup(settings, conn, database, all_databases)
+            if fired is not None:
+                click.echo(fired.job_id)
+                if not fired.enqueued:
+                    click.echo(
+                        f"this period's backup was already enqueued as {fired.job_id}; nothing new was enqueued "
+                        "(pass --extra for another one)",
+                        err=True,
+                    )
+                return
         job = _enqueue_backup(conn, database, options, all_databases)
         click.echo(job.id)
         return
@@ -142,6 +160,22 @@ def backup(
             f"{_human_bytes(manifest.size)} stored in {manifest.duration_s:.1f}s",
             err=True,
         )
+
+
+def _fire_scheduled_backup(settings: Settings, conn: redis.Redis, database: str | None, all_databases: bool) -> Any:
+    """A plain backup the schedule also takes: held to the schedule's one-per-period claim."""
+    from scheduler.config import ScheduleConfig
+    from scheduler.schedule import backup_entry_for, build_schedule, targets_from_settings
+    from scheduler.trigger import fire
+
+    kwargs: dict[str, Any] = {"all_databases": True} if all_databases else {}
+    if database:
+        kwargs["database"] = database
+    entries = build_schedule(ScheduleConfig.from_env(), targets_from_settings(settings), ())
+    entry = backup_entry_for(entries, kwargs)
+    if entry is None:
+        return None
+    return fire(conn, entry, environment=settings.environment, now=datetime.now(UTC), reason="manual")
 
 
 def _enqueue_backup(conn: redis.Redis, database: str | None, options: BackupOptions, all_databases: bool) -> Any:

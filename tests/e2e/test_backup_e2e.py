@@ -188,3 +188,18 @@ def test_secrets_never_leak(start_worker, pg_password_url, redis_password_url, b
     for secret in (SENTINEL_PASSWORD, aws_secret):
         leaks = [h[:200] for h in haystacks if secret in h]
         assert [] == leaks
+
+
+def test_manual_enqueue_is_held_to_one_backup_per_period(redis_url, redis_conn, database_url, tmp_path) -> None:
+    """`railyard backup --enqueue` twice in one period enqueues one backup; --extra asks for another."""
+    from rq import Queue
+
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "BACKUP_STORAGE_URL": str(tmp_path)}
+    first = run_cli("backup", "--enqueue", env=env)
+    second = run_cli("backup", "--enqueue", env=env)
+    assert (0, 0) == (first.returncode, second.returncode), first.stderr + second.stderr
+    assert first.stdout == second.stdout
+    assert "already enqueued" in second.stderr
+    extra = run_cli("backup", "--enqueue", "--extra", env=env)
+    assert extra.stdout.strip() != first.stdout.strip()
+    assert 2 == Queue("backup", connection=redis_conn).count
