@@ -17,7 +17,7 @@ from scipy.signal import resample_poly
 
 Signal = npt.NDArray[np.float32]  # shape (channels, samples), float in -1..1
 
-# fixture format -> (container, codec, whether the codec takes this rate as is)
+# fixture format -> (container, codec)
 FORMATS = {
     "wav": ("wav", "pcm_s16le"),
     "flac": ("flac", "flac"),

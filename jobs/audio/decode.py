@@ -49,7 +49,10 @@ class AudioDecoder:
         try:
             self._container = av.open(file, mode="r", metadata_errors="ignore")
         except av.error.FFmpegError as exc:  # storage errors keep their own type through PyAV
-            raise AudioInputError(f"the file is not audio that FFmpeg can read ({_reason(exc)})") from exc
+            raise AudioInputError(
+                f"the file is not audio that FFmpeg can read ({_reason(exc)}); "
+                "upload an audio file such as MP3, M4A, WAV, FLAC or Ogg"
+            ) from exc
         streams = self._container.streams.audio
         if not streams:
             self._container.close()

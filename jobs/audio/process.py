@@ -113,8 +113,7 @@ class Processor:
         row = self.files.get(file_id)
         if row is None:
             raise NotFoundError(
-                f"no audio file with id {file_id!r} in table {self.audio.table}; "
-                "enqueue the id of a row the uploading service created"
+                f"no audio file with id {file_id!r} in table {self.audio.table}; check the id against that table"
             )
         replacing: str | None = None
         if row.status == "ready":
