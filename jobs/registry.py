@@ -52,7 +52,11 @@ class JobSpec:
         return isinstance(exc, self.retry_on)
 
 
-SPECS: tuple[JobSpec, ...] = (JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),)
+SPECS: tuple[JobSpec, ...] = (
+    JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),
+    JobSpec("jobs.retention.prune_backups", queue="retention", timeout_s=HOUR_S, max_attempts=3, backoff_s=(60, 300)),
+    JobSpec("jobs.retention.purge_rows", queue="retention", timeout_s=2 * HOUR_S, max_attempts=3, backoff_s=(60, 300)),
+)
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}
 LONGEST_TIMEOUT_S = max(spec.timeout_s for spec in SPECS)

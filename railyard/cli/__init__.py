@@ -64,9 +64,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from railyard.cli import health
+    from railyard.cli import health, retention
 
     cli.add_command(health.health)
+    cli.add_command(retention.prune)
+    cli.add_command(retention.retention)
 
 
 _register()
