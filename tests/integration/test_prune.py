@@ -20,7 +20,8 @@ from jobs.storage.s3 import S3Store, make_client
 from railyard.errors import StorageError
 
 ENV = "production"
-TODAY = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+# An hour ago, so that no backup in these tests is dated in the future whatever the time of day.
+LATEST = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 POLICY = RetentionPolicy(last=2, hourly=0, daily=3, weekly=0, monthly=0, yearly=0)
 
 
@@ -74,8 +75,8 @@ def keys(store: ObjectStore) -> set[str]:
     return {info.key for info in store.list("")}
 
 
-def days_ago(n: int, hour: int = 3) -> datetime:
-    return TODAY - timedelta(days=n) + timedelta(hours=hour - 3)
+def days_ago(n: int, minutes: int = 0) -> datetime:
+    return LATEST - timedelta(days=n, minutes=minutes)
 
 
 def foreign_objects(location: StorageLocation) -> list[str]:
@@ -96,7 +97,7 @@ def test_prune_deletes_exactly_the_planned_objects(place: tuple[ObjectStore, Sto
     """Ten daily backups under last 2 / daily 3 keep three; other databases, environments and foreign keys stay."""
     store, location = place
     app = [put_backup(store, location, "app", days_ago(n)) for n in range(10)]
-    billing = [put_backup(store, location, "billing", days_ago(n, hour=4)) for n in range(3)]
+    billing = [put_backup(store, location, "billing", days_ago(n, minutes=30)) for n in range(3)]
     staging = [put_backup(store, location, "app", days_ago(n), environment="staging") for n in range(5)]
     foreign = foreign_objects(location)
     for key in foreign:
@@ -152,7 +153,7 @@ def test_orphans_and_their_markers_are_removed_only_when_stale(place: tuple[Obje
 def test_stale_incomplete_uploads_in_the_layout_are_aborted(place: tuple[ObjectStore, StorageLocation]) -> None:
     store, location = place
     put_backup(store, location, "app", days_ago(0))
-    ours = backup_key(location, ENV, "app", days_ago(0, hour=5)).key
+    ours = backup_key(location, ENV, "app", days_ago(0, minutes=30)).key
     theirs = location.key(ENV, "app", "upload-in-progress.bin")
     for key in (ours, theirs):
         if isinstance(store, S3Store):
