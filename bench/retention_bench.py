@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import sys
 import threading
 import time
@@ -174,6 +175,7 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=15.0, help="length of the idle baseline")
     parser.add_argument("--batch-size", type=int, default=None, help="override the default batch size")
     parser.add_argument("--pause-s", type=float, default=None, help="override the default pause")
+    parser.add_argument("--repeats", type=int, default=1, help="whole runs; medians are reported")
     args = parser.parse_args()
 
     expired = int(args.rows * args.expired_fraction)
@@ -185,11 +187,21 @@ def main() -> None:
     with psycopg.connect(args.admin_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     try:
-        results = run(url, args, policy, expired)
+        runs = [run(url, args, policy, expired) for _ in range(args.repeats)]
     finally:
         with psycopg.connect(args.admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
-    report(results, args, policy, expired)
+    report(runs, args, policy, expired)
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each phase's numbers, as the (low) median over the runs."""
+    merged: dict[str, Any] = {}
+    for phase in ("idle", "batched", "single_delete"):
+        keys = runs[0][phase].keys()
+        merged[phase] = {k: statistics.median_low(r[phase][k] for r in runs) for k in keys}
+    merged["workload_errors"] = sum(r["workload_errors"] for r in runs)
+    return merged
 
 
 def run(url: str, args: argparse.Namespace, policy: PurgePolicy, expired: int) -> dict[str, Any]:
@@ -243,7 +255,8 @@ def run(url: str, args: argparse.Namespace, policy: PurgePolicy, expired: int) -
     }
 
 
-def report(results: dict[str, Any], args: argparse.Namespace, policy: PurgePolicy, expired: int) -> None:
+def report(runs: list[dict[str, Any]], args: argparse.Namespace, policy: PurgePolicy, expired: int) -> None:
+    results = medians(runs)
     idle, batched, single = results["idle"], results["batched"], results["single_delete"]
     ratios = {
         "batched_rows_per_s_vs_target": round(batched["rows_per_s"] / TARGET_ROWS_PER_S, 2),
@@ -259,11 +272,19 @@ def report(results: dict[str, Any], args: argparse.Namespace, policy: PurgePolic
         "expired": expired,
         "workload": f"{args.writers} writers x {args.rate:g} ops/s (INSERT / UPDATE alternating)",
         "policy": {"batch_size": policy.batch_size, "pause_s": policy.pause_s, "lock_timeout_s": policy.lock_timeout_s},
+        "repeats": len(runs),
         **results,
         "ratios": ratios,
+        "runs": runs,
     }
-    print(json.dumps(out, indent=2))
-    print(f"\n{'phase':<14}{'rows/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'> lock t/o':>12}")
+    print(json.dumps({k: v for k, v in out.items() if k != "runs"}, indent=2))
+    for number, r in enumerate(runs, start=1):
+        print(
+            f"run {number}: batched {r['batched']['rows_per_s']:,} rows/s, p99 idle {r['idle']['p99_ms']} ms, "
+            f"batched {r['batched']['p99_ms']} ms, single DELETE {r['single_delete']['p99_ms']} ms"
+        )
+    title = "median" if len(runs) > 1 else "phase"
+    print(f"\n{title:<14}{'rows/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'> lock t/o':>12}")
     for name, phase in (("idle", idle), ("batched", batched), ("single DELETE", single)):
         rate = f"{phase['rows_per_s']:,}" if "rows_per_s" in phase else "-"
         print(

@@ -4,10 +4,13 @@ Every name in a policy is first looked up in the catalog (the table exists, the 
 exists and holds dates or timestamps, we may delete) and only then quoted into SQL with
 ``sql.Identifier``; values travel as parameters. Each batch is its own transaction:
 
-    DELETE FROM t WHERE ctid = ANY(ARRAY(
-        SELECT ctid FROM t WHERE col < cutoff LIMIT n FOR UPDATE SKIP LOCKED)) AND col < cutoff
+    WITH batch AS (DELETE FROM t WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM t WHERE col >= after AND col < cutoff ORDER BY col
+        LIMIT n FOR UPDATE SKIP LOCKED)) AND col < cutoff RETURNING col)
+    SELECT count(*), max(col) FROM batch
 
-with ``lock_timeout`` and ``statement_timeout`` set. ``SKIP LOCKED`` means the purge never
+with ``lock_timeout`` and ``statement_timeout`` set (``after``, the highest value the last
+batch deleted, and the ordering only when ``col`` is indexed). ``SKIP LOCKED`` means the purge never
 waits for a writer's row lock (a row being updated is left for the next run), and a
 writer waits for the purge at most one batch. A killed run loses at most the batch in
 flight, which rolls back; the next run continues where the last stopped, since the work
@@ -265,11 +268,10 @@ def _purge_target(
     sleep: Callable[[float], None],
 ) -> None:
     policy = target.policy
-    statement = sql.SQL(
-        "DELETE FROM {table} WHERE ctid = ANY(ARRAY("
-        "SELECT ctid FROM {table} WHERE {column} < %(cutoff)s LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
-        ")) AND {column} < %(cutoff)s"
-    ).format(**_names(target))
+    # With an index, batches walk the column upwards from where the last one ended, so no
+    # batch scans past the index entries of rows deleted before it.
+    first, following = _batch_statement(target, after=False), _batch_statement(target, after=True)
+    after: datetime | date | None = None
     limit = policy.batch_size
     started = clock()
     last_report = started
@@ -279,8 +281,9 @@ def _purge_target(
             result.complete = False
             log.warning("retention_budget_exhausted", table=target.name, rows=result.rows)
             break
-        deleted = _delete_batch(conn, target, statement, cutoff, limit, result.rows, sleep)
-        if deleted is None:  # statement timeout: smaller batches
+        params = {"cutoff": cutoff, "limit": limit, "after": after}
+        outcome = _delete_batch(conn, target, first if after is None else following, params, result.rows, sleep)
+        if outcome is None:  # statement timeout: smaller batches
             if limit <= MIN_BATCH_SIZE:
                 raise PermanentError(
                     f"deleting {limit} rows from {target.name} took longer than {policy.statement_timeout_s:g} s; "
@@ -289,6 +292,9 @@ def _purge_target(
             limit = max(limit // 2, MIN_BATCH_SIZE)
             log.warning("retention_batch_shrunk", table=target.name, batch_size=limit)
             continue
+        deleted, highest = outcome
+        if target.indexed and highest is not None:
+            after = highest
         result.batches += 1
         result.rows += deleted
         result.duration_s = clock() - started
@@ -316,22 +322,34 @@ def _purge_target(
     )
 
 
+def _batch_statement(target: PurgeTarget, *, after: bool) -> sql.Composed:
+    """One batch: lock up to ``limit`` expired rows nobody else holds, delete them, report count and highest value."""
+    lower = "{column} >= %(after)s AND " if after else ""
+    order = " ORDER BY {column}" if target.indexed else ""  # without an index, ordering would sort every batch
+    return sql.SQL(
+        "WITH batch AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY("
+        "SELECT ctid FROM {table} WHERE " + lower + "{column} < %(cutoff)s" + order + " "
+        "LIMIT %(limit)s FOR UPDATE SKIP LOCKED)) AND {column} < %(cutoff)s RETURNING {column}) "
+        "SELECT count(*), max({column}) FROM batch"
+    ).format(**_names(target))
+
+
 def _delete_batch(
     conn: psycopg.Connection[Any],
     target: PurgeTarget,
     statement: sql.Composed,
-    cutoff: datetime | date,
-    limit: int,
+    params: dict[str, Any],
     done: int,
     sleep: Callable[[float], None],
-) -> int | None:
-    """Delete one batch in its own transaction; the count, or None after a statement timeout."""
+) -> tuple[int, Any] | None:
+    """Delete one batch in its own transaction: (rows, highest value deleted), or None after a statement timeout."""
     policy = target.policy
     for attempt in range(LOCK_RETRIES + 1):
         try:
             with conn.transaction():
                 _set_timeouts(conn, policy.lock_timeout_s, policy.statement_timeout_s)
-                return conn.execute(statement, {"cutoff": cutoff, "limit": limit}).rowcount
+                row = conn.execute(statement, params).fetchone()
+                return (int(row[0]), row[1]) if row else (0, None)
         except psycopg.errors.LockNotAvailable as exc:
             if attempt == LOCK_RETRIES:
                 raise LockBusyError(
