@@ -11,7 +11,8 @@ exists and holds dates or timestamps, we may delete) and only then quoted into S
 
 with ``lock_timeout`` and ``statement_timeout`` set (``after``, the highest value the last
 batch deleted, and the ordering only when ``col`` is indexed). ``SKIP LOCKED`` means the purge never
-waits for a writer's row lock (a row being updated is left for the next run), and a
+waits for a writer's row lock (a row being updated is retried by a last pass, and left
+for the next run if still held then), and a
 writer waits for the purge at most one batch. A killed run loses at most the batch in
 flight, which rolls back; the next run continues where the last stopped, since the work
 left is simply "rows older than the cut-off".
@@ -308,7 +309,10 @@ def _purge_target(
                 rate_rows_s=round(result.rate_rows_s),
             )
         if deleted == 0:
-            break
+            if after is None:
+                break
+            after = None  # one pass from the start again, for rows skipped while a writer held them
+            continue
         sleep(policy.pause_s)
     result.duration_s = clock() - started
     log.info(

@@ -64,9 +64,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from railyard.cli import health, retention
+    from railyard.cli import health
 
     cli.add_command(health.health)
+
+    from railyard.cli import retention
+
     cli.add_command(retention.prune)
     cli.add_command(retention.retention)
 

@@ -84,7 +84,8 @@ def test_deletes_exactly_the_expired_rows_of_each_column_type(conn: psycopg.Conn
     report = purge.purge_rows(conn, policies, now=NOW)
 
     assert [r.rows for r in report.results] == [2500, 1, 1]
-    assert report.results[0].batches == 4  # 1000 + 1000 + 500 + the empty batch that ends the run
+    # 1000 + 1000 + 500, an empty batch ending the walk up the index, an empty last pass from the start
+    assert report.results[0].batches == 5
     assert [r[0] for r in conn.execute("SELECT DISTINCT note FROM events ORDER BY 1").fetchall()] == [
         "at-cutoff",
         "new",
@@ -220,6 +221,25 @@ def test_rows_locked_by_a_writer_are_skipped_not_waited_for(conn: psycopg.Connec
         holder.commit()
     assert [r[0] for r in conn.execute("SELECT id FROM events WHERE created_at < %s", [CUTOFF])] == [250]
     purge.purge_rows(conn, [policy()], now=NOW)
+    assert expired_left(conn) == 0
+
+
+def test_a_row_released_during_the_run_is_deleted_by_the_last_pass(
+    conn: psycopg.Connection[Any], database_url: str
+) -> None:
+    """A row skipped because a writer held it is picked up once the walk up the index is done."""
+    events_table(conn, expired=500, fresh=10)
+    with psycopg.connect(database_url) as holder:
+        holder.execute("UPDATE events SET note = 'held' WHERE id = 50")
+        pauses: list[float] = []
+
+        def pause(seconds: float) -> None:  # the writer commits right after the first batch
+            if not pauses:
+                holder.commit()
+            pauses.append(seconds)
+
+        report = purge.purge_rows(conn, [policy(batch_size=100, pause_s=0.01)], now=NOW, sleep=pause)
+    assert [r.rows for r in report.results] == [500]
     assert expired_left(conn) == 0
 
 
