@@ -172,6 +172,40 @@ CASES = [
         {"2026-11-20 03:00": ("last",), "2026-11-19 03:00": ("min keep",)},
         id="minimum-keep-above-count-keeps-all",
     ),
+    pytest.param(
+        [
+            "2026-11-20 22:00",
+            "2026-11-20 21:30",
+            "2026-11-20 10:00",
+            "2026-11-19 23:00",
+            "2026-11-16 12:00",
+            "2026-11-02 12:00",
+            "2026-10-15 12:00",
+            "2025-12-31 12:00",
+            "2024-06-01 12:00",
+        ],
+        policy(last=1, hourly=2, daily=2, weekly=2, monthly=2, yearly=2, within=Duration(days=1)),
+        {
+            "2026-11-20 22:00": (
+                "within 1d",
+                "last",
+                "hourly 2026-11-20T22",
+                "daily 2026-11-20",
+                "weekly 2026-W47",
+                "monthly 2026-11",
+                "yearly 2026",
+            ),
+            "2026-11-20 21:30": ("within 1d", "hourly 2026-11-20T21"),
+            "2026-11-20 10:00": ("within 1d",),
+            "2026-11-19 23:00": ("within 1d", "daily 2026-11-19"),
+            "2026-11-16 12:00": (),
+            "2026-11-02 12:00": ("weekly 2026-W45",),
+            "2026-10-15 12:00": ("monthly 2026-10",),
+            "2025-12-31 12:00": ("yearly 2025",),
+            "2024-06-01 12:00": (),  # every count used up before the oldest
+        },
+        id="all-rules-combined",
+    ),
     pytest.param([], policy(last=1), {}, id="no-backups"),
 ]
 
