@@ -65,6 +65,8 @@ SPECS: tuple[JobSpec, ...] = (
     JobSpec(
         "jobs.audio.process_audio", queue="audio", timeout_s=30 * 60, max_attempts=5, backoff_s=(30, 120, 600, 1800)
     ),
+    JobSpec("jobs.retention.prune_backups", queue="retention", timeout_s=HOUR_S, max_attempts=3, backoff_s=(60, 300)),
+    JobSpec("jobs.retention.purge_rows", queue="retention", timeout_s=2 * HOUR_S, max_attempts=3, backoff_s=(60, 300)),
 )
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}

@@ -81,6 +81,11 @@ def _register() -> None:
 
     cli.add_command(audio.audio)
 
+    from railyard.cli import retention
+
+    cli.add_command(retention.prune)
+    cli.add_command(retention.retention)
+
 
 _register()
 

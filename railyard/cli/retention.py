@@ -1,0 +1,99 @@
+"""``railyard prune`` (backup retention) and ``railyard retention run`` (expired rows)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import redis
+
+from jobs.client import enqueue
+from jobs.prune import PruneReport
+from jobs.purge import PurgeReport
+from jobs.retention import PRUNE_JOB, PURGE_JOB, run_prune, run_purge
+from railyard.cli.context import CliContext
+
+DRY_RUN_HELP = "Show what would be deleted; delete nothing."
+ENQUEUE_HELP = "Enqueue on the retention queue instead of running here; prints the job id."
+
+
+def _enqueue(obj: CliContext, func: str, dry_run: bool) -> None:
+    conn = redis.Redis.from_url(obj.settings.redis_url)
+    job = enqueue(func, conn, dry_run=dry_run)
+    click.echo(job.id)
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help=DRY_RUN_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (keep and delete lists).")
+@click.option("--enqueue", "to_queue", is_flag=True, help=ENQUEUE_HELP)
+@click.pass_obj
+def prune(obj: CliContext, dry_run: bool, as_json: bool, to_queue: bool) -> None:
+    """Delete backups the retention policy (BACKUP_KEEP_*) no longer keeps, and leftovers of crashed runs."""
+    if to_queue:
+        _enqueue(obj, PRUNE_JOB, dry_run)
+        return
+    report = run_prune(obj.settings, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_prune(report)
+
+
+def _print_prune(report: PruneReport) -> None:
+    click.echo(f"backups of environment {report.environment!r} at {report.location}; policy: {report.policy}")
+    group = None
+    for decision in report.decisions:
+        backup = decision.backup
+        if (backup.environment, backup.database) != group:
+            group = (backup.environment, backup.database)
+            click.echo(f"{backup.database}:")
+        fate = f"keep: {', '.join(decision.reasons)}" if decision.keep else "delete"
+        click.echo(f"  {backup.id}  {fate}")
+    for orphan in report.orphans:
+        click.echo(f"orphan {orphan.key}  delete")
+    for upload in report.incomplete_uploads:
+        click.echo(f"incomplete upload {upload.key}  abort")
+    for key in report.unreadable:
+        click.echo(f"unreadable manifest {key}  left alone")
+    verb = "would delete" if report.dry_run else "deleted"
+    click.echo(
+        f"kept {len(report.kept)} backups, {verb} {len(report.deleted)} backups, "
+        f"{len(report.orphans)} orphans and {len(report.incomplete_uploads)} incomplete uploads",
+        err=True,
+    )
+
+
+@click.group()
+def retention() -> None:
+    """Delete rows past their maximum age (policies in the RETENTION_CONFIG file)."""
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="Count the rows each policy would delete; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--enqueue", "to_queue", is_flag=True, help=ENQUEUE_HELP)
+@click.pass_obj
+def run(obj: CliContext, dry_run: bool, as_json: bool, to_queue: bool) -> None:
+    """Delete expired rows in short batches that concurrent writers barely notice."""
+    if to_queue:
+        _enqueue(obj, PURGE_JOB, dry_run)
+        return
+    report = run_purge(obj.settings, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_purge(report)
+
+
+def _print_purge(report: PurgeReport) -> None:
+    for r in report.results:
+        where = f"{r.table}.{r.column} older than {r.max_age} (before {r.cutoff})"
+        if report.dry_run:
+            click.echo(f"{where}: would delete {r.rows} rows")
+        else:
+            rate = f", {r.rate_rows_s:,.0f} rows/s" if r.rows else ""
+            tail = "" if r.complete else "; stopped early, the next run continues"
+            click.echo(f"{where}: deleted {r.rows} rows in {r.duration_s:.1f} s{rate}{tail}")
+        if not r.indexed:
+            click.echo(f"warning: {r.table}.{r.column} has no index; each batch scans the table", err=True)
