@@ -212,7 +212,7 @@ def table_counts(url: str) -> dict[str, int]:
 
 
 def ensure_database(bench: Bench, size_gb: float, regenerate: bool) -> tuple[str, str]:
-    name = f"railyard_bench_{str(size_gb).replace('.', '_')}"
+    name = f"railyard_backup_bench_{str(size_gb).replace('.', '_')}"
     if db_exists(bench.admin_url, name) and not regenerate:
         bench.log(f"reusing database {name} (pass --regenerate to rebuild it)")
     else:
@@ -355,7 +355,7 @@ def restore_methods(bench: Bench, source_url: str) -> list[Method]:
 
     def into_fresh_db(command: Callable[[str], Sample]) -> Callable[[], Sample]:
         def run() -> Sample:
-            name = f"railyard_bench_restore_{uuid.uuid4().hex[:8]}"
+            name = f"railyard_backup_bench_restore_{uuid.uuid4().hex[:8]}"
             url = create_db(bench.admin_url, name)
             try:
                 sample = command(url)
