@@ -29,10 +29,14 @@ class AlertConfig:
         for name in ("ALERT_WEBHOOK_URL", "HEALTHCHECK_PING_URL"):
             value = env.get(name, "").strip() or None
             if value is not None:
-                parts = urlsplit(value)
-                if parts.scheme not in ("http", "https") or not parts.hostname:
+                try:
+                    parts = urlsplit(value)
+                    scheme, host = parts.scheme, parts.hostname
+                except ValueError:  # e.g. an unclosed IPv6 bracket
+                    scheme, host = "", None
+                if scheme not in ("http", "https") or not host:
                     problems.append(
-                        f"{name} is not an http(s) URL (scheme {parts.scheme!r}); "
+                        f"{name} is not an http(s) URL (scheme {scheme!r}); "
                         f"e.g. https://hooks.slack.com/services/... or https://hc-ping.com/<uuid>"
                     )
                     value = None
