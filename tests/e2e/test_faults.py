@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -199,3 +199,66 @@ def test_full_local_disk_fails_cleanly_and_lists_nothing(database_url, small_tmp
     leftovers = [p for p in small_tmpfs.rglob("*") if p.is_file()]
     assert [] == leftovers, leftovers
     assert os.statvfs(small_tmpfs).f_bfree > 0  # the partial file was removed
+
+
+@pytest.fixture
+def private_pg() -> Iterator[tuple[str, Callable[[], None]]]:
+    """A PostgreSQL cluster of this test's own (trust auth), and a function that restarts it."""
+    import pwd
+    import shutil
+    import tempfile
+
+    from tests.conftest import _pg_bin, free_port
+
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="railyard-pg-"))  # the postgres user must reach it
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        user = pwd.getpwnam("postgres")
+        for path in (root, sock):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*run_as, _pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg_ctl = [*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w"]
+    subprocess.run([*pg_ctl, "start"], check=True, capture_output=True)
+
+    def restart() -> None:
+        subprocess.run([*pg_ctl, "-m", "fast", "restart"], check=True, capture_output=True)
+
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", restart
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_postgres_restart_during_backup_fails_cleanly_and_the_retry_succeeds(
+    start_worker, redis_url, redis_conn, private_pg, slow_s3, monkeypatch
+) -> None:
+    proxy, s3 = slow_s3
+    url, restart = private_pg
+    seed_incompressible(url)
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": url, **s3, "RAILYARD_RETRY_BACKOFF_SCALE": "0.01"}
+    worker = start_worker(env)
+    job_id = enqueue_plain(redis_url, "backup", "jobs.backup.run_backup")
+    started = worker.wait_for(lambda line: line.get("event") == "backup_started", timeout_s=60)
+    time.sleep(1.5)
+    restart()
+    failed = worker.wait_for(lambda line: line.get("event") == "job_failed", timeout_s=60)
+    assert (True, 1) == (failed["will_retry"], failed["attempt"]), failed
+    assert "\n" not in failed["error"] and "Traceback" not in failed["error"]
+    job = wait_status(redis_conn, job_id, {JobStatus.FINISHED, JobStatus.FAILED}, timeout_s=120)
+    assert JobStatus.FINISHED == job.get_status(), job.latest_result().exc_string
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+    store, location = store_for(s3)
+    [backup] = list_backups(store, location)
+    assert backup.key != started["key"]
+    assert {"public.blobs": ROWS} == backup.row_counts
+    assert store.head(started["key"] + MANIFEST_SUFFIX) is None
