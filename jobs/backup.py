@@ -21,7 +21,9 @@ from typing import IO, Any
 
 import structlog
 import zstandard
+from rq import get_current_job
 
+from jobs import registry
 from jobs.backup_config import BackupOptions, BackupTuning
 from jobs.catalog import Manifest, backup_key, key_segment
 from jobs.databases import list_databases, resolve_target
@@ -29,7 +31,7 @@ from jobs.encryption import EncryptionConfig, Encryptor
 from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
 from jobs.rowcounts import count_rows
 from jobs.storage import StorageLocation, choose_part_size, open_store
-from railyard import __version__
+from railyard import __version__, alerts
 from railyard.errors import LockBusyError, PermanentError, RailyardError, RetryableError
 from railyard.settings import Settings, url_password
 
@@ -356,6 +358,22 @@ def run_backup(
     server; default DATABASE_URL's own), or with ``all_databases`` every database on
     DATABASE_URL's server.
     """
+    with alerts.pinged(is_final=lambda exc: not registry.will_retry(get_current_job(), exc)):
+        return _run_backup(
+            database, schema_only, data_only, tables, exclude_tables, schemas, exclude_schemas, all_databases
+        )
+
+
+def _run_backup(
+    database: str | None,
+    schema_only: bool,
+    data_only: bool,
+    tables: list[str] | None,
+    exclude_tables: list[str] | None,
+    schemas: list[str] | None,
+    exclude_schemas: list[str] | None,
+    all_databases: bool,
+) -> dict[str, Any]:
     settings = Settings.from_env()
     options = BackupOptions(
         schema_only=schema_only,

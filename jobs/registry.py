@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import psycopg
 import redis.exceptions
 from botocore.exceptions import BotoCoreError
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
@@ -27,6 +28,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     JobTimeoutException,
+    AbandonedJobError,  # its worker was killed mid-job (a deploy, OOM): another attempt is the cure
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     psycopg.OperationalError,
@@ -67,6 +69,7 @@ SPECS: tuple[JobSpec, ...] = (
     ),
     JobSpec("jobs.retention.prune_backups", queue="retention", timeout_s=HOUR_S, max_attempts=3, backoff_s=(60, 300)),
     JobSpec("jobs.retention.purge_rows", queue="retention", timeout_s=2 * HOUR_S, max_attempts=3, backoff_s=(60, 300)),
+    JobSpec("jobs.staleness.check_stale_backups", queue="backup", timeout_s=300, max_attempts=1),
 )
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}
@@ -85,14 +88,19 @@ def require_spec(func_name: str) -> JobSpec:
     return spec
 
 
-def apply_policy(job: Job, spec: JobSpec) -> None:
-    """Give ``job`` the registry's timeout and, on its first attempt, its retry budget."""
+def scaled_backoff(backoff_s: tuple[int, ...], scale: float) -> list[int]:
+    """Backoffs multiplied by ``scale`` (RAILYARD_RETRY_BACKOFF_SCALE), never below one second."""
+    return [max(1, round(b * scale)) for b in backoff_s]
+
+
+def apply_policy(job: Job, spec: JobSpec, backoff_scale: float = 1.0) -> None:
+    """Give ``job`` the registry's timeout and backoffs and, on its first attempt, its retry budget."""
     job.timeout = spec.timeout_s
     job.failure_ttl = spec.failure_ttl_s
     job.result_ttl = spec.result_ttl_s
+    job.retry_intervals = scaled_backoff(spec.backoff_s, backoff_scale) if spec.max_attempts > 1 else None
     if POLICY_META_KEY not in job.meta:
         job.retries_left = spec.max_attempts - 1 if spec.max_attempts > 1 else None
-        job.retry_intervals = list(spec.backoff_s) if spec.max_attempts > 1 else None
         job.meta[POLICY_META_KEY] = {"max_attempts": spec.max_attempts}
 
 
@@ -104,3 +112,11 @@ def attempt_number(job: Job) -> int:
     if isinstance(max_attempts, int) and job.retries_left is not None:
         return max(1, max_attempts - job.retries_left)
     return (job.number_of_retries or 0) + 1
+
+
+def will_retry(job: Job | None, exc: BaseException) -> bool:
+    """Whether the worker will try ``job`` again after ``exc`` (False outside a worker)."""
+    if job is None:
+        return False
+    spec = spec_for(job.func_name or "")
+    return bool(spec is not None and spec.is_retryable(exc) and job.retries_left)

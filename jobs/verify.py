@@ -27,6 +27,7 @@ from jobs.encryption import EncryptionConfig
 from jobs.pgtools import PgTarget
 from jobs.restore import restore_manifest
 from jobs.storage import ObjectStore, StorageLocation, open_store
+from railyard.alerts import Alert, send_alert
 from railyard.errors import LockBusyError, PermanentError, RailyardError
 from railyard.settings import Settings
 
@@ -36,6 +37,12 @@ SCRATCH_PREFIX = "railyard_verify_"
 SCRATCH_COMMENT = "railyard verify started "
 LEFTOVER_AFTER = timedelta(days=1)
 MAX_IDENTIFIER = 63
+
+
+class VerificationFailedError(PermanentError):
+    """A backup did not restore to what its manifest promised; the alert has been sent already."""
+
+    alert_sent = True
 
 
 @dataclass(frozen=True)
@@ -221,7 +228,12 @@ def verify_backups(settings: Settings, backup_id: str | None = None, database: s
             raise PermanentError(f"no backups to verify at {location} for environment {settings.environment!r}")
     encryption = EncryptionConfig.from_env()
     server = verify_server(settings)
-    return [verify_manifest(store, m, server, identity=encryption.identity) for m in chosen]
+    results = [verify_manifest(store, m, server, identity=encryption.identity) for m in chosen]
+    for r in results:
+        if not r.passed:
+            summary = f"verification of backup {r.backup_id} failed: {describe_failures([r])}"
+            send_alert(Alert("verification_failed", summary, settings.environment, asdict(r)))
+    return results
 
 
 def describe_failures(results: list[Verification]) -> str:
@@ -241,5 +253,5 @@ def verify_backup(backup_id: str | None = None, database: str | None = None) -> 
     results = verify_backups(Settings.from_env(), backup_id, database)
     failed = [r for r in results if not r.passed]
     if failed:
-        raise PermanentError(f"verification failed: {describe_failures(failed)}")
+        raise VerificationFailedError(f"verification failed: {describe_failures(failed)}")
     return {"verified": [asdict(r) for r in results]}

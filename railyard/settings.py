@@ -95,7 +95,7 @@ class Settings:
         environment = get("ENVIRONMENT", get("RAILWAY_ENVIRONMENT_NAME", "development"))
 
         redis_url = get("REDIS_URL", DEFAULT_REDIS_URL)
-        if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        if _scheme(redis_url) not in ("redis", "rediss", "unix"):
             problems.append(
                 f"REDIS_URL={redact_url(redis_url)!r} is not a Redis URL; "
                 "use redis://[:password@]host:6379/0 (rediss:// for TLS)"
@@ -109,7 +109,7 @@ class Settings:
                     "application database, e.g. ${{Postgres.DATABASE_URL}} on Railway"
                 )
             database_url = DEFAULT_DATABASE_URL
-        elif urlsplit(database_url).scheme not in ("postgres", "postgresql"):
+        elif _scheme(database_url) not in ("postgres", "postgresql"):
             problems.append(
                 f"DATABASE_URL={redact_url(database_url)!r} is not a PostgreSQL URL; "
                 "use postgresql://user:password@host:5432/dbname"
@@ -125,7 +125,7 @@ class Settings:
 
         for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
             endpoint = env.get(name, "").strip()
-            if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+            if endpoint and _scheme(endpoint) not in ("http", "https"):
                 problems.append(f"{name}={redact_url(endpoint)!r} is not an http(s) URL; e.g. https://s3.example.com")
 
         log_level = get("LOG_LEVEL", "INFO").upper()
@@ -182,8 +182,19 @@ class Settings:
     __str__ = __repr__
 
 
+def _scheme(url: str) -> str:
+    """The URL's scheme, or "" when it is no URL at all (urlsplit raises on an unclosed ``[``)."""
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return ""
+
+
 def _storage_url_problems(name: str, url: str) -> list[str]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [f"{name} is not a valid URL or path; use s3://bucket/prefix or a directory path"]
     if parts.scheme == "s3":
         if not parts.netloc:
             return [f"{name}={url!r} names no bucket; use s3://bucket/optional/prefix"]

@@ -16,10 +16,11 @@ Rule = Callable[[str, str], bool]  # (method, path?query) -> fail this request?
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, should_fail: Rule):
+    def __init__(self, upstream: str, should_fail: Rule, port: int = 0):
         target = urlsplit(upstream)
         self.should_fail = should_fail
         self.failed = 0
+        self.unreachable = False
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -31,6 +32,9 @@ class FaultProxy:
             def _relay(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if proxy.unreachable:  # like a server that went away: the connection closes unanswered
+                    self.close_connection = True
+                    return
                 if proxy.should_fail(self.command, self.path):
                     proxy.failed += 1
                     payload = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
@@ -57,7 +61,8 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

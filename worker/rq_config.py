@@ -8,16 +8,23 @@ password never appears in the process's arguments.
 
 import sys
 
+from railyard.alert_config import AlertConfig
 from railyard.errors import ConfigError
 from railyard.logs import configure_logging
 from railyard.settings import Settings
+from worker.tuning import WorkerTuning
 
-try:
-    _settings = Settings.from_env()
-except ConfigError as exc:
-    print(f"railyard worker: {exc}", file=sys.stderr)
-    raise SystemExit(2) from exc
+problems = []
+for read in (Settings.from_env, AlertConfig.from_env, WorkerTuning.from_env):
+    try:
+        read()
+    except ConfigError as exc:
+        problems += exc.problems
+if problems:
+    print(f"railyard worker: {ConfigError(problems)}", file=sys.stderr)
+    raise SystemExit(2)
 
+_settings = Settings.from_env()
 configure_logging(_settings)
 
 REDIS_URL = _settings.redis_url

@@ -1,10 +1,13 @@
-"""RailyardWorker: plain rq's forking Worker plus the job registry and job-bound logging.
+"""RailyardWorker: plain rq's forking Worker plus the job registry, job-bound logging and alerts.
 
 Started as ``rq worker --config worker.rq_config --worker-class worker.RailyardWorker``.
 Before a job runs, its registry entry sets the timeout and retry budget (whatever the
 producer passed); jobs not in the registry are failed without being run. In the work
 horse, job_id, queue, func and attempt are bound to every log line, and permanent errors
-use up the retry budget so they are not retried.
+use up the retry budget so they are not retried. A job that fails for good (no retry
+left) raises an alert. A job whose worker was killed is found by rq's registry cleanup
+once its heartbeat is ``WORKER_HEARTBEAT_GRACE_S`` overdue, and is retried like any
+transient failure, or failed with the reason "abandoned".
 """
 
 from __future__ import annotations
@@ -13,26 +16,39 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import Worker
 
 from jobs import registry
+from railyard.alerts import Alert, send_alert
+from railyard.errors import ConfigError
+from railyard.failed_jobs import error_summary
+from railyard.settings import Settings
+from worker.tuning import WorkerTuning
 
 log = structlog.get_logger()
+
+ABANDONED_REASON = (
+    "abandoned: the worker running this job stopped (killed, out of memory or redeployed without enough "
+    "drainingSeconds) and no retry was left"
+)
 
 
 class RailyardWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.push_exc_handler(_drop_retries_for_permanent_errors)
+        self.tuning = WorkerTuning.from_env()
+        self._alerted: set[str] = set()
+        self.push_exc_handler(self._on_exception)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         spec = registry.spec_for(job.func_name or "")
         if spec is None:
             self._refuse(job, queue)
             return
-        registry.apply_policy(job, spec)
+        registry.apply_policy(job, spec, self.tuning.retry_backoff_scale)
         job.save(include_meta=True)
         super().execute_job(job, queue)
 
@@ -45,6 +61,73 @@ class RailyardWorker(Worker):
         finally:
             structlog.contextvars.clear_contextvars()
 
+    def get_heartbeat_ttl(self, job: Job, *args: Any, **kwargs: Any) -> int:
+        """Heartbeats come every job-monitoring interval: a job silent for that plus the grace is abandoned.
+
+        rq's forking worker otherwise keeps a started job registered for its whole timeout
+        (three hours for a backup) after its worker died.
+        """
+        if job.timeout == -1:
+            return int(super().get_heartbeat_ttl(job, *args, **kwargs))
+        return int(self.job_monitoring_interval) + self.tuning.heartbeat_grace_s
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        final = not (job.retries_left and job.retries_left > 0)
+        stopped = getattr(self, "_stopped_job_id", None) == job.id
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        if final and not stopped and job.id not in self._alerted:
+            self._alert_failed(job, error_summary(kwargs.get("exc_string", "")) or "failed")
+
+    def _on_exception(
+        self, job: Job, exc_type: type[BaseException], exc_value: BaseException, tb: TracebackType | None
+    ) -> bool:
+        """Permanent errors use up the retry budget; a final failure raises an alert."""
+        spec = registry.spec_for(job.func_name or "")
+        retry = spec is not None and spec.is_retryable(exc_value)
+        if not retry and job.retries_left:
+            job.retries_left = 0
+        will_retry = bool(retry and job.retries_left)
+        error = str(exc_value).splitlines()[0] if str(exc_value) else exc_type.__name__
+        if isinstance(exc_value, AbandonedJobError):
+            error = ABANDONED_REASON if not will_retry else "abandoned: the worker running this job stopped"
+        log.error(
+            "job_failed",
+            job_id=job.id,
+            func=job.func_name,
+            error=error,
+            error_type=exc_type.__name__,
+            will_retry=will_retry,
+        )
+        if not will_retry:
+            if getattr(exc_value, "alert_sent", False):
+                self._alerted.add(job.id)  # the job reported this failure itself, in more detail
+            else:
+                self._alert_failed(job, error)
+        return True  # let the next handler (rq's default: move to failed registry) run
+
+    def _alert_failed(self, job: Job, error: str) -> None:
+        self._alerted.add(job.id)
+        try:
+            environment = Settings.from_env().environment
+        except ConfigError:  # the alert must go out even with broken settings
+            environment = "unknown"
+        attempts = registry.attempt_number(job)
+        send_alert(
+            Alert(
+                "job_failed",
+                f"job {job.func_name} failed after {attempts} attempt{'s' if attempts > 1 else ''}: {error}",
+                environment,
+                {
+                    "job_id": job.id,
+                    "queue": job.origin,
+                    "func": job.func_name,
+                    "attempts": attempts,
+                    "error": error,
+                    "kwargs": dict(job.kwargs or {}),
+                },
+            )
+        )
+
     def _refuse(self, job: Job, queue: Queue) -> None:
         reason = (
             f"refused: {job.func_name!r} is not a Railyard job; only functions in jobs.registry run on "
@@ -53,19 +136,3 @@ class RailyardWorker(Worker):
         log.error("job_refused", job_id=job.id, queue=queue.name, func=job.func_name)
         job.retries_left = None
         self.handle_job_failure(job, queue=queue, exc_string=reason)
-
-
-def _drop_retries_for_permanent_errors(
-    job: Job, exc_type: type[BaseException], exc_value: BaseException, tb: TracebackType
-) -> bool:
-    spec = registry.spec_for(job.func_name or "")
-    retry = spec is not None and spec.is_retryable(exc_value)
-    if not retry and job.retries_left:
-        job.retries_left = 0
-    log.error(
-        "job_failed",
-        error=str(exc_value).splitlines()[0] if str(exc_value) else exc_type.__name__,
-        error_type=exc_type.__name__,
-        will_retry=bool(retry and job.retries_left),
-    )
-    return True  # let the next handler (rq's default: move to failed registry) run

@@ -64,7 +64,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from railyard.cli import backups, health, migrate
+    from railyard.cli import backups, failed, health, migrate, status
 
     cli.add_command(health.health)
     cli.add_command(backups.backup)
@@ -72,6 +72,8 @@ def _register() -> None:
     cli.add_command(backups.restore)
     cli.add_command(backups.verify)
     cli.add_command(migrate.migrate)
+    cli.add_command(status.status)
+    cli.add_command(failed.failed)
 
     from railyard.cli import schedule
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from rq import Queue
 from rq.job import Job, JobStatus
 
 from tests.conftest import SENTINEL_PASSWORD, url_with_db
 from tests.e2e.conftest import enqueue_plain, run_cli
+from tests.webhook_server import webhook_server
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -150,8 +152,15 @@ def test_secrets_never_leak(start_worker, pg_password_url, redis_password_url, b
         **s3_env,
     }
     outputs: list[str] = []
-    with ArgvWatcher() as watcher:
+    with ArgvWatcher() as watcher, webhook_server() as hook:
+        env = {**env, "ALERT_WEBHOOK_URL": hook.url + "/alert", "HEALTHCHECK_PING_URL": hook.url + "/ping"}
         worker = start_worker(env)
+        failing = (  # enqueued from this process: a producer's argv would show the Redis URL
+            Queue("backup", connection=redis.Redis.from_url(redis_password_url))
+            .enqueue("jobs.backup.run_backup", kwargs={"schema_only": True, "data_only": True})
+            .id
+        )
+        assert JobStatus.FAILED == wait_finished(redis.Redis.from_url(redis_password_url), failing).get_status()
         for args, extra in (
             (("backup",), {}),
             (("backup", "--enqueue"), {}),
@@ -159,6 +168,9 @@ def test_secrets_never_leak(start_worker, pg_password_url, redis_password_url, b
             (("restore", "latest", "--yes"), {"RESTORE_TARGET_URL": url_with_db(pg_password_url, "restored")}),
             (("restore", "latest", "--yes"), {"RESTORE_TARGET_URL": url_with_db(pg_password_url, "missing_db")}),
             (("health",), {}),
+            (("status", "--json"), {}),
+            (("failed", "list", "--json"), {}),
+            (("failed", "show", failing), {}),
         ):
             result = run_cli(*args, env={**env, **extra})
             outputs += [result.stdout, result.stderr]
@@ -167,6 +179,7 @@ def test_secrets_never_leak(start_worker, pg_password_url, redis_password_url, b
                 job = wait_finished(redis.Redis.from_url(redis_password_url), result.stdout.strip())
                 assert JobStatus.FINISHED == job.get_status(), job.latest_result().exc_string
         worker.stop()
+        hook.wait_for(5)  # the failed job's start and fail pings and alert; start and success of the backup
     conn = redis.Redis.from_url(redis_password_url)
     stored = all_redis_values(conn)
     conn.flushdb()
@@ -183,7 +196,10 @@ def test_secrets_never_leak(start_worker, pg_password_url, redis_password_url, b
     assert any(b"pg_restore" in argv for argv in watcher.seen)
     assert outputs[6].startswith("restored "), outputs[7]
     assert "does not exist" in outputs[9]  # the failing restore's error is there, without the password
+    assert ["/alert", "/ping", "/ping/fail", "/ping/start", "/ping/start"] == sorted(hook.paths())
+    assert '"healthy"' in outputs[12] and failing in outputs[14] and "Traceback" in outputs[16]
     haystacks = [*outputs, worker.text(), stored.decode(errors="replace"), *(m.decode() for m in manifests)]
+    haystacks += [r.body.decode(errors="replace") for r in hook.received]
     haystacks += [argv.decode(errors="replace") for argv in watcher.seen]
     for secret in (SENTINEL_PASSWORD, aws_secret):
         leaks = [h[:200] for h in haystacks if secret in h]

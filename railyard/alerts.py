@@ -1,0 +1,116 @@
+"""Alerts (a JSON POST to ALERT_WEBHOOK_URL) and healthchecks.io-style pings (HEALTHCHECK_PING_URL).
+
+The payload carries ``text`` (Slack) and ``content`` (Discord) for people, plus the same
+facts as structured fields for machines. Every string is scrubbed of every secret the
+process knows before it leaves, and delivery never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+from railyard import delivery
+from railyard.alert_config import AlertConfig
+from railyard.errors import ConfigError
+from railyard.settings import REDACTED, SECRET_VARIABLES, url_password
+
+log = structlog.get_logger()
+
+DISCORD_CONTENT_LIMIT = 2000
+PingKind = Literal["start", "success", "fail"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    event: str  # job_failed, backup_stale, verification_failed
+    summary: str  # one line for people
+    environment: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self, secrets: Iterable[str] = ()) -> dict[str, Any]:
+        text = f"[railyard {self.environment}] {self.summary}"
+        body = {
+            "text": text,
+            "content": text[:DISCORD_CONTENT_LIMIT],
+            "event": self.event,
+            "environment": self.environment,
+            "summary": self.summary,
+            "details": self.details,
+        }
+        scrubbed: dict[str, Any] = scrub(body, tuple(s for s in secrets if s))
+        return scrubbed
+
+
+def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every occurrence of every secret replaced, in nested dicts and lists too."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {scrub(str(k), secrets): scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
+def process_secrets() -> tuple[str, ...]:
+    """Every secret this process can see in its environment, whether or not settings load."""
+    found = [url_password(os.environ.get(name, "")) for name in ("REDIS_URL", "DATABASE_URL", "RESTORE_TARGET_URL")]
+    found += [os.environ.get(name) for name in SECRET_VARIABLES]
+    for entry in os.environ.get("BACKUP_DATABASE_URLS", "").replace(",", " ").split():
+        found.append(url_password(entry.partition("=")[2]))
+    return tuple(s for s in found if s)
+
+
+def _config() -> AlertConfig | None:
+    try:
+        return AlertConfig.from_env()
+    except ConfigError as exc:
+        log.error("alert_config_invalid", error=str(exc))
+        return None
+
+
+def send_alert(alert: Alert, config: AlertConfig | None = None) -> bool:
+    """POST ``alert`` to ALERT_WEBHOOK_URL, if set; False when not set or not delivered."""
+    config = config or _config()
+    log.warning("alert", alert_event=alert.event, summary=scrub(alert.summary, process_secrets()))
+    if config is None or not config.webhook_url:
+        return False
+    body = json.dumps(alert.payload(process_secrets())).encode()
+    return delivery.post(config.webhook_url, body)
+
+
+def ping(kind: PingKind, config: AlertConfig | None = None, message: str = "") -> bool:
+    """healthchecks.io convention: ``<url>/start``, ``<url>`` on success, ``<url>/fail``."""
+    config = config or _config()
+    if config is None or not config.ping_url:
+        return False
+    url = config.ping_url + ("" if kind == "success" else f"/{kind}")
+    body = scrub(message, process_secrets()).encode()[:10_000] if message else None
+    return delivery.post(url, body, content_type="text/plain; charset=utf-8")
+
+
+@contextmanager
+def pinged(config: AlertConfig | None = None, *, is_final: Any = None) -> Iterator[None]:
+    """Ping start before the block, success after it, fail when it raises.
+
+    ``is_final(exc)`` says whether a failure is the last attempt; a failure that will be
+    retried sends no fail ping, so a retry that succeeds keeps the check green.
+    """
+    config = config or _config()
+    ping("start", config)
+    try:
+        yield
+    except BaseException as exc:
+        if is_final is None or is_final(exc):
+            ping("fail", config, message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise
+    ping("success", config)

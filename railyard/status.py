@@ -1,0 +1,139 @@
+"""What ``railyard status`` reports: queues, workers, failed jobs, schedules and backup freshness.
+
+Collection talks to Redis and storage; :func:`problems` is the pure verdict that decides
+the exit code. A service that cannot be reached is reported as a problem, not a crash, so
+a monitor running the command always gets an answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from rq.job import Job
+from rq.queue import Queue
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.worker import BaseWorker, Worker
+
+from jobs.staleness import Freshness, describe_stale, freshness
+from railyard.alert_config import AlertConfig
+from railyard.errors import RailyardError
+from railyard.failed_jobs import count_failed, describe, failed_jobs
+from railyard.settings import DEFAULT_QUEUES, Settings
+
+NEWEST_FAILED_SHOWN = 5
+
+
+@dataclass
+class Status:
+    generated_at: datetime
+    queues: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    failed: dict[str, Any] = field(default_factory=lambda: {"count": 0, "newest": []})
+    scheduled: list[dict[str, Any]] = field(default_factory=list)
+    backups: list[Freshness] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # parts that could not be collected
+    stale_after_s: int = 0
+
+    def problems(self) -> list[str]:
+        return problems(self)
+
+    def as_dict(self) -> dict[str, Any]:
+        found = self.problems()
+        return {
+            "healthy": not found,
+            "problems": found,
+            "generated_at": self.generated_at.isoformat(),
+            "queues": self.queues,
+            "workers": self.workers,
+            "failed": self.failed,
+            "scheduled": self.scheduled,
+            "backups": [b.as_dict() for b in self.backups],
+            "backup_stale_after_s": self.stale_after_s,
+        }
+
+
+def problems(status: Status) -> list[str]:
+    """Why ``status`` is unhealthy (empty when healthy): stale backups, failed verifications,
+    and anything that could not be checked."""
+    stale_after = timedelta(seconds=status.stale_after_s)
+    found = list(status.errors)
+    for item in status.backups:
+        if item.stale:
+            found.append(describe_stale(item, stale_after))
+        if item.verification_failed and item.verification:
+            found.append(
+                f"the latest verification of database {item.database} failed "
+                f"({item.verification.get('backup_id')}, {item.verification.get('verified_at', '')[:19]})"
+            )
+    return found
+
+
+def scheduled_entries(connection: redis.Redis, settings: Settings, now: datetime) -> list[dict[str, Any]]:
+    """The schedule's entries with their state, next run and last run (as `railyard schedule list`)."""
+    from jobs import registry
+    from scheduler import overview
+    from scheduler.config import ScheduleConfig
+    from scheduler.schedule import build_schedule, targets_from_settings
+
+    declared = build_schedule(ScheduleConfig.from_env(), targets_from_settings(settings), registry.REGISTRY)
+    return [s.to_dict() for s in overview.describe(connection, declared, environment=settings.environment, now=now)]
+
+
+def _age_s(when: datetime | None, now: datetime) -> float | None:
+    if when is None:
+        return None
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    return round((now - when).total_seconds(), 1)
+
+
+def queue_status(connection: redis.Redis, name: str, now: datetime) -> dict[str, Any]:
+    queue = Queue(name, connection=connection)
+    head = queue.get_job_ids(0, 1)
+    oldest = Job.fetch(head[0], connection=connection) if head else None
+    return {
+        "name": name,
+        "depth": queue.count,
+        "oldest_waiting_s": _age_s(oldest.enqueued_at, now) if oldest else None,
+        "started": StartedJobRegistry(name, connection=connection).count,
+        "scheduled": ScheduledJobRegistry(name, connection=connection).count,
+    }
+
+
+def worker_status(worker: BaseWorker, now: datetime) -> dict[str, Any]:
+    job = worker.get_current_job()
+    return {
+        "name": worker.name,
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "state": worker.get_state(),
+        "queues": worker.queue_names(),
+        "alive": True,  # rq forgets a worker whose heartbeat stopped
+        "last_heartbeat_s": _age_s(worker.last_heartbeat, now),
+        "current_job": job.id if job else None,
+        "current_func": job.func_name if job else None,
+        "since": job.started_at.replace(tzinfo=UTC).isoformat() if job and job.started_at else None,
+        "running_s": _age_s(job.started_at, now) if job else None,
+    }
+
+
+def collect(settings: Settings, config: AlertConfig, now: datetime) -> Status:
+    status = Status(generated_at=now, stale_after_s=int(config.stale_after.total_seconds()))
+    connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        status.queues = [queue_status(connection, name, now) for name in DEFAULT_QUEUES]
+        status.workers = [worker_status(w, now) for w in Worker.all(connection=connection)]
+        newest = failed_jobs(connection)[:NEWEST_FAILED_SHOWN]
+        status.failed = {"count": count_failed(connection), "newest": [describe(j).as_dict() for j in newest]}
+        status.scheduled = scheduled_entries(connection, settings, now)
+    except redis.RedisError as exc:
+        status.errors.append(f"Redis could not be read ({type(exc).__name__}: {' '.join(str(exc).split())})")
+    finally:
+        connection.close()
+    try:
+        status.backups = freshness(settings, config, now)
+    except RailyardError as exc:
+        status.errors.append(f"backups could not be listed ({' '.join(str(exc).split())})")
+    return status

@@ -1,0 +1,116 @@
+"""Alerts and pings over real HTTP to a local server: payload shape, scrubbing, retries, never raising."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jobs.catalog import backup_key
+from jobs.staleness import check_stale_backups
+from jobs.storage import StorageLocation, open_store
+from railyard import delivery
+from railyard.alert_config import AlertConfig
+from railyard.alerts import Alert, ping, pinged, send_alert
+from railyard.settings import Settings
+from tests.conftest import SENTINEL_PASSWORD, free_port
+from tests.unit.test_staleness import manifest
+from tests.webhook_server import webhook_server
+
+
+def test_alert_payload_is_slack_and_discord_compatible_and_scrubbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{SENTINEL_PASSWORD}@db:5432/app")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-xyz")
+    with webhook_server() as hook:
+        alert = Alert(
+            "job_failed",
+            f"job failed: password {SENTINEL_PASSWORD} rejected",
+            "production",
+            {"error": "aws-secret-xyz leaked", "nested": [{"x": SENTINEL_PASSWORD}]},
+        )
+        assert send_alert(alert, AlertConfig(webhook_url=hook.url + "/hook"))
+        [received] = hook.received
+    body = received.json()
+    assert "/hook" == received.path
+    assert "application/json" == received.headers["Content-Type"]
+    assert "[railyard production] job failed: password *** rejected" == body["text"] == body["content"]
+    assert ("job_failed", "production") == (body["event"], body["environment"])
+    assert {"error": "*** leaked", "nested": [{"x": "***"}]} == body["details"]
+    assert SENTINEL_PASSWORD not in received.body.decode() and "aws-secret-xyz" not in received.body.decode()
+
+
+def test_delivery_retries_server_errors_then_succeeds() -> None:
+    with webhook_server() as hook:
+        hook.fail_first = 2
+        assert delivery.post(hook.url, b"{}")
+        assert 1 == len(hook.received)
+
+
+def test_delivery_gives_up_quietly_when_nobody_listens() -> None:
+    started = time.monotonic()
+    assert not delivery.post(f"http://127.0.0.1:{free_port()}/", b"{}", attempts=2)
+    assert time.monotonic() - started < 5
+
+
+def test_delivery_times_out_on_a_hanging_server() -> None:
+    with webhook_server() as hook:
+        hook.delay_s = 2
+        started = time.monotonic()
+        assert not delivery.post(hook.url, b"{}", timeout_s=0.3, attempts=2)
+        assert time.monotonic() - started < 2.5
+
+
+def test_no_webhook_configured_sends_nothing() -> None:
+    assert not send_alert(Alert("job_failed", "x", "dev"), AlertConfig())
+    assert not ping("start", AlertConfig())
+
+
+def test_pings_follow_the_healthchecks_convention() -> None:
+    with webhook_server() as hook:
+        config = AlertConfig(ping_url=hook.url + "/uuid")
+        with pinged(config):
+            pass
+        with pytest.raises(RuntimeError), pinged(config):
+            raise RuntimeError("pg_dump exited with code 1\nsecond line")
+        with pytest.raises(RuntimeError), pinged(config, is_final=lambda exc: False):
+            raise RuntimeError("will be retried")
+    assert ["/uuid/start", "/uuid", "/uuid/start", "/uuid/fail", "/uuid/start"] == hook.paths()
+    assert b"pg_dump exited with code 1" == hook.received[3].body
+
+
+def test_stale_check_alerts_once_per_database_and_period(tmp_path, redis_conn, redis_url) -> None:
+    """An hourly check that finds the same stale backup sends one alert, not one an hour."""
+    store_url = str(tmp_path / "store")
+    location = StorageLocation.parse(store_url)
+    store = open_store(location)
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    old = manifest("app", now - timedelta(hours=30))
+    key = backup_key(location, "development", "app", old.finished)
+    old = type(old)(**{**old.__dict__, "key": key.key, "id": key.id})
+    store.put_bytes(key.key, b"dump")
+    store.put_bytes(key.manifest_key, old.to_json())
+    fresh = manifest("web", now - timedelta(hours=1))
+    fkey = backup_key(location, "development", "web", fresh.finished)
+    fresh = type(fresh)(**{**fresh.__dict__, "key": fkey.key, "id": fkey.id})
+    store.put_bytes(fkey.key, b"dump")
+    store.put_bytes(fkey.manifest_key, fresh.to_json())
+    settings = Settings(
+        redis_url=redis_url, database_url="postgresql://postgres@127.0.0.1/app", backup_storage_url=store_url
+    )
+    with webhook_server() as hook:
+        config = AlertConfig(webhook_url=hook.url)
+        runs = [
+            check_stale_backups(settings=settings, config=config, connection=redis_conn, now=lambda t=t: t)
+            for t in (now, now + timedelta(hours=1), now + timedelta(hours=2))
+        ]
+        later = now + timedelta(hours=23)  # app's next stale period (53h old): one reminder
+        runs.append(check_stale_backups(settings=settings, config=config, connection=redis_conn, now=lambda: later))
+    assert [["app"], [], [], ["app"]] == [r["alerted"] for r in runs]
+    assert [["app"]] * 3 == [r["stale"] for r in runs[:3]]
+    payloads = [json.loads(r.body) for r in hook.received]
+    assert ["backup_stale", "backup_stale"] == [p["event"] for p in payloads]
+    assert payloads[0]["text"].startswith("[railyard development] the newest backup of database app is 1d06h old")
+    assert payloads[1]["text"].startswith("[railyard development] the newest backup of database app is 2d05h old")
+    assert key.id == payloads[0]["details"]["id"]
