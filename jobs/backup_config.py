@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from jobs.storage.base import MiB
+from railyard.envparse import whole_number
 from railyard.errors import ConfigError, PermanentError
 
 DEFAULT_ZSTD_LEVEL = 3
@@ -109,18 +110,7 @@ class BackupTuning:
         problems: list[str] = []
 
         def integer(name: str, default: int, low: int, high: int) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            try:
-                value = int(raw)
-            except ValueError:
-                problems.append(f"{name}={raw!r} is not a whole number")
-                return default
-            if not low <= value <= high:
-                problems.append(f"{name}={value} is out of range {low}..{high}")
-                return default
-            return value
+            return whole_number(env, name, default, low, high, problems)
 
         level = integer("BACKUP_ZSTD_LEVEL", DEFAULT_ZSTD_LEVEL, 1, 19)
         threads = integer("BACKUP_ZSTD_THREADS", os.cpu_count() or 1, 0, 64)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from jobs.duration import Duration
 from jobs.retention_policy import RetentionPolicy
+from railyard.envparse import whole_number
 from railyard.errors import ConfigError
 
 DEFAULTS = RetentionPolicy()
@@ -29,18 +30,7 @@ def backup_policy_from_env(environ: Mapping[str, str] | None = None) -> Retentio
     problems: list[str] = []
 
     def count(name: str, default: int, low: int) -> int:
-        raw = env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            problems.append(f"{name}={raw!r} is not a whole number; use e.g. {name}={default}")
-            return default
-        if not low <= value <= MAX_COUNT:
-            problems.append(f"{name}={value} is out of range; use a whole number from {low} to {MAX_COUNT}")
-            return default
-        return value
+        return whole_number(env, name, default, low, MAX_COUNT, problems)
 
     counts = {field: count(name, getattr(DEFAULTS, field), 0) for field, name in COUNT_VARIABLES.items()}
     min_keep = count(MIN_KEEP_VARIABLE, DEFAULTS.min_keep, 1)
