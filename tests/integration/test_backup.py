@@ -196,15 +196,26 @@ def test_s3_failing_mid_upload_leaves_no_backup(
     _assert_nothing_stored(f"s3://{bucket}/pg")
 
 
-def test_job_timeout_mid_stream_aborts_the_upload(database_url: str, bucket: str) -> None:
+def test_job_timeout_mid_stream_aborts_the_upload(
+    database_url: str, bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """rq's timeout (SIGALRM in the work horse) arrives mid-upload: pg_dump is killed, nothing is stored."""
     from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
-    _fill(database_url, 600_000)
+    _fill(database_url, 250_000)
+
+    def slow_parts(method: str, path: str) -> bool:
+        if method == "PUT" and "partNumber=" in path:
+            time.sleep(2)  # a slow provider: the timeout always lands while parts are in flight
+        return False
+
     storage_url = f"s3://{bucket}/pg"
     tuning = BackupTuning(zstd_level=1, zstd_threads=0, part_size=8 * 1024 * 1024, upload_concurrency=1)
-    with pytest.raises(JobTimeoutException), UnixSignalDeathPenalty(1, JobTimeoutException):
-        backup_database(settings_for(database_url, storage_url), tuning=tuning)
+    with FaultProxy(s3_endpoint, slow_parts) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+        with pytest.raises(JobTimeoutException), UnixSignalDeathPenalty(1, JobTimeoutException):
+            backup_database(settings_for(database_url, storage_url), tuning=tuning)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
     assert [] == _pg_dump_pids(PgTarget(database_url).dbname)
     _assert_nothing_stored(storage_url)
 
