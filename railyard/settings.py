@@ -14,12 +14,15 @@ from dataclasses import dataclass, field, fields
 from typing import Literal
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from railyard.envparse import whole_number
 from railyard.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@localhost:5432/postgres"
 DEFAULT_BACKUP_STORAGE_URL = "./backups"
 DEFAULT_QUEUES = ("backup", "retention", "migration", "audio")
+DEFAULT_REDIS_RECONNECT_TIMEOUT_S = 60  # at most WORKER_HEARTBEAT_GRACE_S: a waiting job is not declared abandoned
+MAX_RECONNECT_S = 3600
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ADDRESSING_STYLES = ("auto", "path", "virtual")
@@ -80,6 +83,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     queues: tuple[str, ...] = DEFAULT_QUEUES
+    redis_reconnect_timeout_s: int = DEFAULT_REDIS_RECONNECT_TIMEOUT_S
     extra_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -146,6 +150,10 @@ class Settings:
                 f"WORKER_QUEUES names unknown queues {unknown}; Railyard's queues are {', '.join(DEFAULT_QUEUES)}"
             )
 
+        reconnect_s = whole_number(
+            env, "REDIS_RECONNECT_TIMEOUT_S", DEFAULT_REDIS_RECONNECT_TIMEOUT_S, 0, MAX_RECONNECT_S, problems
+        )
+
         if problems:
             raise ConfigError(problems)
 
@@ -159,6 +167,7 @@ class Settings:
             log_level=log_level,
             log_format=log_format,  # type: ignore[arg-type]
             queues=queues,
+            redis_reconnect_timeout_s=reconnect_s,
             extra_secrets=secrets,
         )
 

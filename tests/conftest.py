@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,9 @@ import psycopg
 import pytest
 import redis
 from psycopg import sql
+
+from tests.ports import free_port, wait_for_port
+from tests.redisserver import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -33,22 +34,6 @@ AWS_TEST_ENV = {
     "AWS_SECRET_ACCESS_KEY": "railyard-test-secret-4f1c",
     "AWS_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout_s}s")
 
 
 def url_with_db(url: str, dbname: str) -> str:
@@ -214,30 +199,6 @@ def pg_password_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_password_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private Redis that requires the sentinel password."""
-    port = free_port()
     workdir = tmp_path_factory.mktemp("redis-pw")
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--requirepass",
-            SENTINEL_PASSWORD,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        yield f"redis://:{SENTINEL_PASSWORD}@127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with RedisServer(workdir, "--requirepass", SENTINEL_PASSWORD, "--save", "", "--appendonly", "no") as server:
+        yield server.url(password=SENTINEL_PASSWORD)

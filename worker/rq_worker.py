@@ -7,7 +7,9 @@ horse, job_id, queue, func and attempt are bound to every log line, and permanen
 use up the retry budget so they are not retried. A job that fails for good (no retry
 left) raises an alert. A job whose worker was killed is found by rq's registry cleanup
 once its heartbeat is ``WORKER_HEARTBEAT_GRACE_S`` overdue, and is retried like any
-transient failure, or failed with the reason "abandoned".
+transient failure, or failed with the reason "abandoned". When Redis goes away after
+start-up, the worker and its work horse wait up to ``REDIS_RECONNECT_TIMEOUT_S`` for it
+(railyard.reconnect) instead of exiting and stranding the running job.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from jobs import registry
 from railyard.alerts import Alert, send_alert
 from railyard.errors import ConfigError
 from railyard.failed_jobs import error_summary
+from railyard.reconnect import keep_reconnecting
 from railyard.settings import Settings
 from worker.tuning import WorkerTuning
 
@@ -42,6 +45,11 @@ class RailyardWorker(Worker):
         self.tuning = WorkerTuning.from_env()
         self._alerted: set[str] = set()
         self.push_exc_handler(self._on_exception)
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        """Once registered with Redis, wait out later Redis restarts rather than exit mid-job."""
+        super().bootstrap(*args, **kwargs)
+        keep_reconnecting(self.connection, Settings.from_env().redis_reconnect_timeout_s)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         spec = registry.spec_for(job.func_name or "")

@@ -32,6 +32,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "S3_ADDRESSING_STYLE": "sideways",
         "LOG_LEVEL": "LOUD",
         "WORKER_QUEUES": "backup,emails",
+        "REDIS_RECONNECT_TIMEOUT_S": "forever",
     }
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
@@ -43,9 +44,10 @@ def test_every_problem_is_reported_at_once() -> None:
         "S3_ADDRESSING_STYLE",
         "LOG_LEVEL",
         "WORKER_QUEUES",
+        "REDIS_RECONNECT_TIMEOUT_S",
     ):
         assert name in message
-    assert 6 == len(info.value.problems)
+    assert 7 == len(info.value.problems)
     assert "hunter2" not in message
 
 
@@ -85,3 +87,10 @@ def test_repr_hides_passwords_and_secrets() -> None:
 def test_redact_and_strip(url: str, redacted: str, stripped: str) -> None:
     assert redacted == redact_url(url)
     assert stripped == strip_password(url)
+
+
+def test_redis_reconnect_timeout_defaults_to_a_minute_and_zero_turns_it_off() -> None:
+    assert 60 == Settings.from_env({}).redis_reconnect_timeout_s
+    assert 0 == Settings.from_env({"REDIS_RECONNECT_TIMEOUT_S": "0"}).redis_reconnect_timeout_s
+    with pytest.raises(ConfigError, match="REDIS_RECONNECT_TIMEOUT_S=7200 is out of range"):
+        Settings.from_env({"REDIS_RECONNECT_TIMEOUT_S": "7200"})
