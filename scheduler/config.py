@@ -15,6 +15,7 @@ from scheduler.cron import cron_problem, zone_problem
 DEFAULT_BACKUP_CRON = "0 3 * * *"
 DEFAULT_RETENTION_CRON = "30 4 * * *"
 DEFAULT_VERIFY_CRON = "0 5 * * 0"
+DEFAULT_STALENESS_CRON = "15 * * * *"  # hourly, off the top of the hour
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_INTERVAL_S = 30.0
 DEFAULT_CATCH_UP_INTERVAL_S = 3600.0
@@ -30,6 +31,7 @@ class ScheduleConfig:
     backup_cron: str = DEFAULT_BACKUP_CRON
     retention_cron: str = DEFAULT_RETENTION_CRON
     verify_cron: str = DEFAULT_VERIFY_CRON
+    staleness_cron: str = DEFAULT_STALENESS_CRON
     timezone: str = DEFAULT_TIMEZONE
     retention_config: str | None = None  # data-retention policies file; rows are purged only when set
     catch_up: bool = True
@@ -75,6 +77,7 @@ class ScheduleConfig:
             backup_cron=cron("BACKUP_CRON", DEFAULT_BACKUP_CRON),
             retention_cron=cron("RETENTION_CRON", DEFAULT_RETENTION_CRON),
             verify_cron=cron("VERIFY_CRON", DEFAULT_VERIFY_CRON),
+            staleness_cron=cron("STALENESS_CRON", DEFAULT_STALENESS_CRON),
             timezone=timezone,
             retention_config=env.get("RETENTION_CONFIG", "").strip() or None,
             catch_up=catch_up_raw not in FALSE_WORDS,

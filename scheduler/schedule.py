@@ -26,6 +26,7 @@ BACKUP_JOB = "jobs.backup.run_backup"
 PRUNE_JOB = "jobs.retention.prune_backups"
 PURGE_JOB = "jobs.retention.purge_rows"
 VERIFY_JOB = "jobs.verify.verify_backup"
+STALENESS_JOB = "jobs.staleness.check_stale_backups"
 
 PERIOD_STAMP_FORMAT = "%Y%m%dT%H%MZ"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -50,7 +51,7 @@ class BackupTarget:
 @dataclass(frozen=True)
 class Entry:
     id: str
-    kind: str  # backup | prune | purge | verify: with the subject, what one run's work is
+    kind: str  # backup | prune | purge | verify | staleness: with the subject, what one run's work is
     cron: str
     timezone: str
     func: str
@@ -101,7 +102,7 @@ class Entry:
 def build_schedule(
     config: ScheduleConfig, targets: Iterable[BackupTarget], registered_jobs: Collection[str]
 ) -> tuple[Entry, ...]:
-    """Every entry the settings declare; restore verification only once its job is registered."""
+    """Every entry the settings declare; verification and the staleness check only where their jobs are registered."""
     tz = config.timezone
     entries: dict[str, Entry] = {}
     for target in targets:
@@ -121,6 +122,8 @@ def build_schedule(
         entries["purge-rows"] = Entry("purge-rows", "purge", config.retention_cron, tz, PURGE_JOB)
     if VERIFY_JOB in registered_jobs:
         entries["verify-backups"] = Entry("verify-backups", "verify", config.verify_cron, tz, VERIFY_JOB)
+    if STALENESS_JOB in registered_jobs:
+        entries["check-staleness"] = Entry("check-staleness", "staleness", config.staleness_cron, tz, STALENESS_JOB)
     return tuple(entries.values())
 
 

@@ -52,7 +52,9 @@ def test_status_shows_queues_workers_backups_and_exits_1_when_stale(
         b["verified"],
     )
     scheduled = [e["id"] for e in status["scheduled"]]  # declared, as `railyard schedule list` shows them
-    assert scheduled[0].startswith("backup-") and {"prune-backups", "verify-backups"} <= set(scheduled)
+    assert scheduled[0].startswith("backup-") and {"prune-backups", "verify-backups", "check-staleness"} <= set(
+        scheduled
+    )
     assert {"count": 0, "newest": []} == status["failed"]
     wait_finished(redis_conn, waiting)
 

@@ -22,6 +22,7 @@ from scheduler.service import RailyardScheduler
 from tests.conftest import SENTINEL_PASSWORD, free_port
 from tests.e2e.conftest import SCHEDULER_ENV, run_cli
 from tests.manifests import put_backup
+from tests.webhook_server import webhook_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -78,7 +79,7 @@ def seed(url: str) -> None:
 
 
 # Entries every schedule has besides its backups (restore verification is registered).
-MAINTENANCE = ("prune-backups", "verify-backups")
+MAINTENANCE = ("prune-backups", "verify-backups", "check-staleness")
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 60, what: str = "condition") -> None:
@@ -181,6 +182,27 @@ def test_a_due_entry_fires_and_the_worker_produces_a_listed_backup(
     assert datetime.fromisoformat(entry["next_run_utc"]) > datetime.now(UTC)
 
 
+def test_the_staleness_check_entry_fires_and_alerts_about_a_database_without_backups(
+    start_scheduler, start_worker, env, redis_conn, database_url
+) -> None:
+    with webhook_server() as hook:
+        start_worker({**env, "ALERT_WEBHOOK_URL": hook.url + "/alerts"})
+        start_scheduler(env)
+        redis_conn.zadd(SCHEDULED_JOBS_KEY, {registration_id(ENV, "check-staleness"): time.time() - 1})  # it is :15
+
+        def last_run() -> dict[str, Any]:
+            return {e["id"]: e for e in schedule_list(env)}["check-staleness"]["last_run"] or {}
+
+        wait_until(lambda: last_run().get("outcome") == "finished", what="the staleness check ran")
+        [alert] = hook.wait_for(1)
+        payload = alert.json()
+        assert ("backup_stale", dbname(database_url)) == (payload["event"], payload["details"]["database"])
+        assert f"database {dbname(database_url)} has no backup at all" in payload["text"]
+        assert {"stale": [dbname(database_url)], "alerted": [dbname(database_url)]} == Job.fetch(
+            last_run()["job_id"], connection=redis_conn
+        ).return_value()
+
+
 def test_catch_up_enqueues_one_backup_when_stale_and_none_when_fresh(
     start_scheduler, env, redis_conn, database_url
 ) -> None:
@@ -239,7 +261,7 @@ def test_schedule_run_of_an_unknown_entry_names_the_known_ones(env, database_url
     assert 1 == result.returncode
     assert (
         f"error: no schedule entry 'backup-nowhere' in environment '{ENV}'; known entries: "
-        f"backup-{dbname(database_url)}, {', '.join(MAINTENANCE)}\n"
+        f"{', '.join(sorted([f'backup-{dbname(database_url)}', *MAINTENANCE]))}\n"
     ) == result.stderr
 
 

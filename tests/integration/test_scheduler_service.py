@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import structlog.testing
 from rq import Queue
 from rq_scheduler import Scheduler
 
@@ -214,11 +215,13 @@ def test_catch_up_reads_backups_from_s3(redis_url, redis_conn, bucket) -> None:
     assert [] == scheduler.catch_up()
 
 
-def test_catch_up_with_a_missing_bucket_is_logged_not_raised(redis_url, redis_conn, s3_env, capsys) -> None:
+def test_catch_up_with_a_missing_bucket_is_logged_not_raised(redis_url, redis_conn, s3_env) -> None:
     scheduler = make(redis_url, "s3://no-such-bucket-here/db", Clock(START))
-    assert [] == scheduler.catch_up()
+    with structlog.testing.capture_logs() as logs:
+        assert [] == scheduler.catch_up()
     assert [] == queued(redis_conn)
-    assert "catch_up_failed" in capsys.readouterr().out
+    [failed] = [line for line in logs if line["event"] == "catch_up_failed"]
+    assert "no-such-bucket-here" in failed["error"]
 
 
 def test_run_in_burst_mode_reconciles_fires_and_releases_everything(redis_url, redis_conn, storage) -> None:

@@ -15,6 +15,7 @@ from scheduler.schedule import (
     BACKUP_JOB,
     PRUNE_JOB,
     PURGE_JOB,
+    STALENESS_JOB,
     VERIFY_JOB,
     BackupTarget,
     Entry,
@@ -32,10 +33,11 @@ def ids(entries: tuple[Entry, ...]) -> list[str]:
 
 def test_defaults() -> None:
     config = ScheduleConfig.from_env({})
-    assert ("0 3 * * *", "30 4 * * *", "0 5 * * 0", "UTC") == (
+    assert ("0 3 * * *", "30 4 * * *", "0 5 * * 0", "15 * * * *", "UTC") == (
         config.backup_cron,
         config.retention_cron,
         config.verify_cron,
+        config.staleness_cron,
         config.timezone,
     )
     assert (True, None, 30.0, 3600.0) == (
@@ -52,6 +54,7 @@ def test_variables_are_read() -> None:
             "BACKUP_CRON": " 15  2 * * * ",
             "RETENTION_CRON": "@daily",
             "VERIFY_CRON": "0 6 * * 1",
+            "STALENESS_CRON": "*/30 * * * *",
             "SCHEDULE_TIMEZONE": "Europe/Paris",
             "RETENTION_CONFIG": "retention.toml",
             "BACKUP_CATCH_UP": "false",
@@ -59,7 +62,9 @@ def test_variables_are_read() -> None:
             "CATCH_UP_INTERVAL_S": "60",
         }
     )
-    expected = ScheduleConfig("15 2 * * *", "@daily", "0 6 * * 1", "Europe/Paris", "retention.toml", False, 0.5, 60)
+    expected = ScheduleConfig(
+        "15 2 * * *", "@daily", "0 6 * * 1", "*/30 * * * *", "Europe/Paris", "retention.toml", False, 0.5, 60
+    )
     assert expected == config
 
 
@@ -69,6 +74,7 @@ def test_variables_are_read() -> None:
         ("BACKUP_CRON", "0 3 * *", "BACKUP_CRON='0 3 * *' has 4 fields"),
         ("RETENTION_CRON", "30 25 * * *", "RETENTION_CRON='30 25 * * *' is not a valid cron expression"),
         ("VERIFY_CRON", "0 5 31 2 *", "VERIFY_CRON='0 5 31 2 *' never matches a date"),
+        ("STALENESS_CRON", "hourly", "STALENESS_CRON='hourly' has 1 field"),
         ("SCHEDULE_TIMEZONE", "Europe/Atlantis", "SCHEDULE_TIMEZONE='Europe/Atlantis' is not an IANA time zone"),
         ("BACKUP_CATCH_UP", "maybe", "BACKUP_CATCH_UP='maybe' is not true or false"),
         ("SCHEDULER_INTERVAL_S", "0", "SCHEDULER_INTERVAL_S='0' is not a number of seconds"),
@@ -121,6 +127,20 @@ def test_verification_appears_once_its_job_is_registered() -> None:
     entries = build_schedule(config, APP, registered_jobs={BACKUP_JOB, VERIFY_JOB})
     assert ["backup-app", "prune-backups", "verify-backups"] == ids(entries)
     assert (VERIFY_JOB, "0 6 * * 6") == (entries[-1].func, entries[-1].cron)
+
+
+def test_the_staleness_check_runs_hourly_once_its_job_is_registered() -> None:
+    assert "check-staleness" not in ids(build_schedule(ScheduleConfig(), APP, registered_jobs={BACKUP_JOB}))
+    entries = build_schedule(ScheduleConfig(), APP, registered_jobs={BACKUP_JOB, STALENESS_JOB})
+    assert ["backup-app", "prune-backups", "check-staleness"] == ids(entries)
+    check = entries[-1]
+    assert (STALENESS_JOB, "15 * * * *", "staleness", None, False) == (
+        check.func,
+        check.cron,
+        check.kind,
+        check.subject,
+        check.catch_up,
+    )
 
 
 def test_timezone_and_catch_up_apply_to_entries() -> None:
