@@ -89,10 +89,33 @@ def test_sigkill_during_backup_is_retried_and_leaves_only_an_abortable_upload(
     started = first.wait_for(lambda line: line.get("event") == "backup_started", timeout_s=60)
     time.sleep(1.5)  # mid-upload
     kill_everything(first.popen)
+    assert_killed_backup_is_redone(start_worker, env, redis_conn, job_id, started["key"], proxy, s3, monkeypatch)
 
+
+def test_sigterm_with_too_short_a_draining_window_ends_as_a_kill(
+    start_worker, redis_url, redis_conn, database_url, slow_s3, monkeypatch
+) -> None:
+    """A deploy whose drainingSeconds is shorter than the backup: SIGTERM, then SIGKILL before it ends."""
+    proxy, s3 = slow_s3
+    seed_incompressible(database_url)
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **s3, **FAST_CLEANUP_ENV}
+    first = start_worker(env, FAST_CLEANUP_ARGS)
+    job_id = enqueue_plain(redis_url, "backup", "jobs.backup.run_backup")
+    started = first.wait_for(lambda line: line.get("event") == "backup_started", timeout_s=60)
+    first.popen.send_signal(signal.SIGTERM)
+    first.wait_for(lambda line: "warm shut down requested" in str(line.get("event", "")))
+    time.sleep(1.0)  # the draining window, shorter than the upload
+    assert first.popen.poll() is None, "the worker should still be draining"
+    kill_everything(first.popen)
+    assert not [line for line in first.lines() if line.get("event") == "backup_completed"]
+    assert_killed_backup_is_redone(start_worker, env, redis_conn, job_id, started["key"], proxy, s3, monkeypatch)
+
+
+def assert_killed_backup_is_redone(start_worker, env, redis_conn, job_id, killed_key, proxy, s3, monkeypatch) -> None:
+    """No manifest for the killed attempt; another worker retries the job to a complete backup; the
+    killed attempt's multipart upload is left incomplete, and cleanup aborts it."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
     store, location = store_for(s3)
-    killed_key = started["key"]
     assert store.head(killed_key + MANIFEST_SUFFIX) is None
     assert [killed_key] == [u.key for u in store.list_incomplete_uploads(location.key())]
 
