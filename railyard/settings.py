@@ -15,6 +15,7 @@ from typing import Literal
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from railyard.errors import ConfigError
+from railyard.serializer import DEFAULT_SERIALIZER, SERIALIZER_VARIABLE, SerializerName, parse_serializer
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@localhost:5432/postgres"
@@ -80,6 +81,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     queues: tuple[str, ...] = DEFAULT_QUEUES
+    serializer: SerializerName = DEFAULT_SERIALIZER
     extra_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -146,6 +148,8 @@ class Settings:
                 f"WORKER_QUEUES names unknown queues {unknown}; Railyard's queues are {', '.join(DEFAULT_QUEUES)}"
             )
 
+        serializer = parse_serializer(env.get(SERIALIZER_VARIABLE, ""), problems)
+
         if problems:
             raise ConfigError(problems)
 
@@ -159,6 +163,7 @@ class Settings:
             log_level=log_level,
             log_format=log_format,  # type: ignore[arg-type]
             queues=queues,
+            serializer=serializer,
             extra_secrets=secrets,
         )
 
