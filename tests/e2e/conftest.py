@@ -19,6 +19,9 @@ import pytest
 
 from tests.conftest import ROOT, VENV_BIN
 
+# The scheduler's ENVIRONMENT unless a test sets its own.
+SCHEDULER_ENVIRONMENT = "development"
+
 
 def procfile_command(name: str) -> list[str]:
     for line in (ROOT / "Procfile").read_text().splitlines():
@@ -86,6 +89,35 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         proc = Proc(popen, log_path, argv)
         procs.append(proc)
         proc.wait_for(lambda line: "Listening on" in str(line.get("event", "")))
+        return proc
+
+    yield start
+    for proc in procs:
+        kill_group(proc.popen)
+
+
+@pytest.fixture
+def start_scheduler(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
+    """Start the Procfile's scheduler line; by default wait until it has reconciled its schedule."""
+    procs: list[Proc] = []
+
+    def start(env: dict[str, str], wait: bool = True) -> Proc:
+        argv = procfile_command("scheduler")
+        log_path = tmp_path / f"scheduler-{len(procs)}.log"
+        defaults = {"SCHEDULER_INTERVAL_S": "0.2", "ENVIRONMENT": SCHEDULER_ENVIRONMENT}
+        with open(log_path, "wb") as out:
+            popen = subprocess.Popen(
+                argv,
+                env=child_env(**{**defaults, **env}),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+        proc = Proc(popen, log_path, argv)
+        procs.append(proc)
+        if wait:
+            proc.wait_for(lambda line: line.get("event") == "schedule_reconciled")
         return proc
 
     yield start

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,43 +19,14 @@ from rq.job import Job, JobStatus
 from jobs.storage import StorageLocation, open_store
 from scheduler.registration import SCHEDULED_JOBS_KEY, registration_id
 from scheduler.service import RailyardScheduler
-from tests.conftest import ROOT, SENTINEL_PASSWORD, free_port
-from tests.e2e.conftest import Proc, child_env, kill_group, procfile_command, run_cli
+from tests.conftest import SENTINEL_PASSWORD, free_port
+from tests.e2e.conftest import SCHEDULER_ENVIRONMENT, run_cli
 from tests.manifests import put_backup
 
 pytestmark = pytest.mark.timeout(180)
 
-ENV = "development"
+ENV = SCHEDULER_ENVIRONMENT
 LOCK_KEY = RailyardScheduler.scheduler_lock_key
-
-
-@pytest.fixture
-def start_scheduler(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
-    """Start the Procfile's scheduler line; by default wait until it has reconciled its schedule."""
-    procs: list[Proc] = []
-
-    def start(env: dict[str, str], wait: bool = True) -> Proc:
-        argv = procfile_command("scheduler")
-        log_path = tmp_path / f"scheduler-{len(procs)}.log"
-        defaults = {"SCHEDULER_INTERVAL_S": "0.2", "ENVIRONMENT": ENV}
-        with open(log_path, "wb") as out:
-            popen = subprocess.Popen(
-                argv,
-                env=child_env(**{**defaults, **env}),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                start_new_session=True,
-            )
-        proc = Proc(popen, log_path, argv)
-        procs.append(proc)
-        if wait:
-            proc.wait_for(lambda line: line.get("event") == "schedule_reconciled")
-        return proc
-
-    yield start
-    for proc in procs:
-        kill_group(proc.popen)
 
 
 @pytest.fixture
