@@ -2,12 +2,15 @@
 
 Services that do not install Railyard enqueue by string path instead, with no options;
 the worker applies the registry's policy either way (see README, "Enqueue from other
-services").
+services"). Jobs are written with the serializer RAILYARD_SERIALIZER names (pickle unless
+set), which must be the worker's; ``serializer=`` overrides it per call.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
@@ -15,14 +18,28 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from jobs import registry
+from railyard.errors import PermanentError
+from railyard.serializer import SerializerName, rq_serializer, serializer_from_env
 from railyard.settings import DEFAULT_REDIS_URL
 
 
 def enqueue(
-    func_path: str, connection: Redis, *, job_id: str | None = None, queue: str | None = None, **kwargs: Any
+    func_path: str,
+    connection: Redis,
+    *,
+    job_id: str | None = None,
+    queue: str | None = None,
+    serializer: SerializerName | None = None,
+    **kwargs: Any,
 ) -> Job:
-    """Enqueue the registered job ``func_path`` with keyword arguments and its registry policy."""
+    """Enqueue the registered job ``func_path`` with keyword arguments and its registry policy.
+
+    ``serializer`` defaults to RAILYARD_SERIALIZER (a bad value raises ConfigError).
+    """
     spec = registry.require_spec(func_path)
+    name = serializer or serializer_from_env()
+    if name == "json":
+        require_json_arguments(func_path, kwargs)
     options: dict[str, Any] = {
         "job_timeout": spec.timeout_s,
         "result_ttl": spec.result_ttl_s,
@@ -31,7 +48,20 @@ def enqueue(
     }
     if spec.max_attempts > 1:
         options["retry"] = Retry(max=spec.max_attempts - 1, interval=list(spec.backoff_s))
-    return Queue(queue or spec.queue, connection=connection).enqueue(func_path, kwargs=kwargs, job_id=job_id, **options)
+    rq_queue = Queue(queue or spec.queue, connection=connection, serializer=rq_serializer(name))
+    return rq_queue.enqueue(func_path, kwargs=kwargs, job_id=job_id, **options)
+
+
+def require_json_arguments(func_path: str, kwargs: Mapping[str, Any]) -> None:
+    """Refuse, naming the argument, what JSON cannot carry (rq's own error names only a type)."""
+    for key, value in kwargs.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise PermanentError(
+                f"argument {key!r} of {func_path} cannot be sent as JSON ({exc}; RAILYARD_SERIALIZER=json): "
+                "pass strings, numbers, booleans, None, lists or dicts of them"
+            ) from exc
 
 
 def enqueue_backup(
@@ -46,12 +76,14 @@ def enqueue_backup(
     exclude_schemas: list[str] | None = None,
     all_databases: bool = False,
     job_id: str | None = None,
+    serializer: SerializerName | None = None,
 ) -> Job:
     """Back up ``database`` (default: the worker's DATABASE_URL) on the worker's server."""
     return enqueue(
         "jobs.backup.run_backup",
         connection,
         job_id=job_id,
+        serializer=serializer,
         database=database,
         schema_only=schema_only,
         data_only=data_only,
@@ -63,15 +95,25 @@ def enqueue_backup(
     )
 
 
-def enqueue_ping(connection: Redis, *, queue: str = "backup", delay_s: float = 0.0) -> Job:
-    return enqueue("jobs.diagnostics.ping", connection, queue=queue, delay_s=delay_s)
+def enqueue_ping(
+    connection: Redis, *, queue: str = "backup", delay_s: float = 0.0, serializer: SerializerName | None = None
+) -> Job:
+    return enqueue("jobs.diagnostics.ping", connection, queue=queue, serializer=serializer, delay_s=delay_s)
 
 
-def enqueue_audio(audio_file_id: int | str, connection: Redis | None = None, *, job_id: str | None = None) -> Job:
+def enqueue_audio(
+    audio_file_id: int | str,
+    connection: Redis | None = None,
+    *,
+    job_id: str | None = None,
+    serializer: SerializerName | None = None,
+) -> Job:
     """Enqueue ``jobs.audio.process_audio`` for one row of the audio files table.
 
     Without ``connection``, Redis is reached at REDIS_URL.
     """
     if connection is None:
         connection = Redis.from_url(os.environ.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL)
-    return enqueue("jobs.audio.process_audio", connection, job_id=job_id, audio_file_id=audio_file_id)
+    return enqueue(
+        "jobs.audio.process_audio", connection, job_id=job_id, serializer=serializer, audio_file_id=audio_file_id
+    )

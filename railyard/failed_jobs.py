@@ -1,4 +1,8 @@
-"""Failed jobs across Railyard's queues, on rq's own FailedJobRegistry: list, show, retry, purge."""
+"""Failed jobs across Railyard's queues, on rq's own FailedJobRegistry: list, show, retry, purge.
+
+Jobs are read with the serializer RAILYARD_SERIALIZER names; a job written with another one
+is listed as ``<unreadable>`` (its data is not parsed) and is never retried.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from rq.registry import FailedJobRegistry
 
 from jobs import registry
 from railyard.errors import NotFoundError, PermanentError
+from railyard.serializer import SerializerName, func_label, is_readable, job_kwargs, rq_serializer
 from railyard.settings import DEFAULT_QUEUES
 
 log = structlog.get_logger()
@@ -65,49 +70,54 @@ def describe(job: Job) -> FailedJob:
     return FailedJob(
         id=job.id,
         queue=job.origin,
-        func=job.func_name or "?",
+        func=func_label(job),
         failed_at=when.isoformat() if when else None,
         attempts=registry.attempt_number(job),
         error=error_summary(exc_string(job)),
-        args=dict(job.kwargs or {}),
+        args=job_kwargs(job),
     )
 
 
-def _registries(connection: Redis, queues: Iterable[str]) -> list[FailedJobRegistry]:
-    return [FailedJobRegistry(name, connection=connection) for name in queues]
+def _registries(connection: Redis, queues: Iterable[str], serializer: SerializerName) -> list[FailedJobRegistry]:
+    return [FailedJobRegistry(name, connection=connection, serializer=rq_serializer(serializer)) for name in queues]
 
 
-def failed_jobs(connection: Redis, queues: Iterable[str] = DEFAULT_QUEUES) -> list[Job]:
+def failed_jobs(connection: Redis, queues: Iterable[str] = DEFAULT_QUEUES, *, serializer: SerializerName) -> list[Job]:
     """Every failed job still kept on ``queues``, newest failure first."""
     jobs = []
-    for reg in _registries(connection, queues):
-        for job in Job.fetch_many(reg.get_job_ids(), connection=connection):
+    for reg in _registries(connection, queues, serializer):
+        for job in Job.fetch_many(reg.get_job_ids(), connection=connection, serializer=reg.serializer):
             if job is not None:
                 jobs.append(job)
     oldest = datetime.min.replace(tzinfo=UTC)
     return sorted(jobs, key=lambda j: failed_at(j) or oldest, reverse=True)
 
 
-def count_failed(connection: Redis, queues: Iterable[str] = DEFAULT_QUEUES) -> int:
-    return sum(reg.count for reg in _registries(connection, queues))
+def count_failed(connection: Redis, queues: Iterable[str] = DEFAULT_QUEUES, *, serializer: SerializerName) -> int:
+    return sum(reg.count for reg in _registries(connection, queues, serializer))
 
 
 def find_failed(
-    connection: Redis, job_id: str, queues: Iterable[str] = DEFAULT_QUEUES
+    connection: Redis, job_id: str, queues: Iterable[str] = DEFAULT_QUEUES, *, serializer: SerializerName
 ) -> tuple[Job, FailedJobRegistry]:
-    for reg in _registries(connection, queues):
+    for reg in _registries(connection, queues, serializer):
         if reg.connection.zscore(reg.key, job_id) is not None:
             try:
-                return Job.fetch(job_id, connection=connection), reg
+                return Job.fetch(job_id, connection=connection, serializer=reg.serializer), reg
             except NoSuchJobError as exc:
                 reg.connection.zrem(reg.key, job_id)
                 raise NotFoundError(f"failed job {job_id!r} has expired; nothing to retry") from exc
     raise NotFoundError(f"no failed job {job_id!r} on {', '.join(queues)}; see `railyard failed list`")
 
 
-def retry(connection: Redis, job_id: str, queues: Iterable[str] = DEFAULT_QUEUES) -> Job:
+def retry(connection: Redis, job_id: str, queues: Iterable[str] = DEFAULT_QUEUES, *, serializer: SerializerName) -> Job:
     """Put a failed job back on its queue, with a fresh retry budget from the registry."""
-    job, reg = find_failed(connection, job_id, queues)
+    job, reg = find_failed(connection, job_id, queues, serializer=serializer)
+    if not is_readable(job):
+        raise PermanentError(
+            f"job {job_id} cannot be read with RAILYARD_SERIALIZER={serializer} (its producer used another "
+            "serializer); it would be refused again, so it was left in the failed list (purge it instead)"
+        )
     if registry.spec_for(job.func_name or "") is None:
         raise PermanentError(
             f"job {job_id} runs {job.func_name!r}, which is not a Railyard job; it would be refused again, "
@@ -123,26 +133,35 @@ def retry(connection: Redis, job_id: str, queues: Iterable[str] = DEFAULT_QUEUES
     return requeued
 
 
-def retry_all(connection: Redis, queues: Iterable[str] = DEFAULT_QUEUES) -> tuple[list[str], list[str]]:
+def retry_all(
+    connection: Redis, queues: Iterable[str] = DEFAULT_QUEUES, *, serializer: SerializerName
+) -> tuple[list[str], list[str]]:
     """Retry every failed Railyard job; returns (retried ids, skipped ids)."""
     retried, skipped = [], []
-    for job in failed_jobs(connection, queues):
+    for job in failed_jobs(connection, queues, serializer=serializer):
         try:
-            retry(connection, job.id, queues)
+            retry(connection, job.id, queues, serializer=serializer)
             retried.append(job.id)
         except PermanentError:
             skipped.append(job.id)
     return retried, skipped
 
 
-def purge(connection: Redis, older_than: timedelta, now: datetime, queues: Iterable[str] = DEFAULT_QUEUES) -> list[str]:
+def purge(
+    connection: Redis,
+    older_than: timedelta,
+    now: datetime,
+    queues: Iterable[str] = DEFAULT_QUEUES,
+    *,
+    serializer: SerializerName,
+) -> list[str]:
     """Delete failed jobs whose failure is older than ``older_than``; returns their ids."""
     cutoff = now - older_than
     removed = []
-    for reg in _registries(connection, queues):
+    for reg in _registries(connection, queues, serializer):
         for job_id in reg.get_job_ids():
             try:
-                job = Job.fetch(job_id, connection=connection)
+                job = Job.fetch(job_id, connection=connection, serializer=reg.serializer)
             except NoSuchJobError:
                 reg.connection.zrem(reg.key, job_id)
                 continue

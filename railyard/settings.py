@@ -16,6 +16,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from railyard.envparse import whole_number
 from railyard.errors import ConfigError
+from railyard.serializer import DEFAULT_SERIALIZER, SERIALIZER_VARIABLE, SerializerName, parse_serializer
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@localhost:5432/postgres"
@@ -84,6 +85,7 @@ class Settings:
     log_format: Literal["json", "console"] = "json"
     queues: tuple[str, ...] = DEFAULT_QUEUES
     redis_reconnect_timeout_s: int = DEFAULT_REDIS_RECONNECT_TIMEOUT_S
+    serializer: SerializerName = DEFAULT_SERIALIZER
     extra_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
@@ -153,6 +155,7 @@ class Settings:
         reconnect_s = whole_number(
             env, "REDIS_RECONNECT_TIMEOUT_S", DEFAULT_REDIS_RECONNECT_TIMEOUT_S, 0, MAX_RECONNECT_S, problems
         )
+        serializer = parse_serializer(env.get(SERIALIZER_VARIABLE, ""), problems)
 
         if problems:
             raise ConfigError(problems)
@@ -168,6 +171,7 @@ class Settings:
             log_format=log_format,  # type: ignore[arg-type]
             queues=queues,
             redis_reconnect_timeout_s=reconnect_s,
+            serializer=serializer,
             extra_secrets=secrets,
         )
 

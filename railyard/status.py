@@ -14,13 +14,13 @@ from typing import Any
 import redis
 from rq.job import Job
 from rq.queue import Queue
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.worker import BaseWorker, Worker
 
 from jobs.staleness import Freshness, describe_stale, freshness
 from railyard.alert_config import AlertConfig
 from railyard.errors import RailyardError
 from railyard.failed_jobs import count_failed, describe, failed_jobs
+from railyard.serializer import SerializerName, func_label, rq_serializer
 from railyard.settings import DEFAULT_QUEUES, Settings
 
 NEWEST_FAILED_SHOWN = 5
@@ -79,7 +79,10 @@ def scheduled_entries(connection: redis.Redis, settings: Settings, now: datetime
     from scheduler.schedule import build_schedule, targets_from_settings
 
     declared = build_schedule(ScheduleConfig.from_env(), targets_from_settings(settings), registry.REGISTRY)
-    return [s.to_dict() for s in overview.describe(connection, declared, environment=settings.environment, now=now)]
+    described = overview.describe(
+        connection, declared, environment=settings.environment, now=now, serializer=settings.serializer
+    )
+    return [s.to_dict() for s in described]
 
 
 def _age_s(when: datetime | None, now: datetime) -> float | None:
@@ -89,16 +92,17 @@ def _age_s(when: datetime | None, now: datetime) -> float | None:
     return round((now - when).total_seconds(), 1)
 
 
-def queue_status(connection: redis.Redis, name: str, now: datetime) -> dict[str, Any]:
-    queue = Queue(name, connection=connection)
+def queue_status(connection: redis.Redis, name: str, now: datetime, *, serializer: SerializerName) -> dict[str, Any]:
+    # The registries' counts run rq's cleanup, which fetches jobs: never with another serializer.
+    queue = Queue(name, connection=connection, serializer=rq_serializer(serializer))
     head = queue.get_job_ids(0, 1)
-    oldest = Job.fetch(head[0], connection=connection) if head else None
+    oldest = Job.fetch(head[0], connection=connection, serializer=queue.serializer) if head else None
     return {
         "name": name,
         "depth": queue.count,
         "oldest_waiting_s": _age_s(oldest.enqueued_at, now) if oldest else None,
-        "started": StartedJobRegistry(name, connection=connection).count,
-        "scheduled": ScheduledJobRegistry(name, connection=connection).count,
+        "started": queue.started_job_registry.count,
+        "scheduled": queue.scheduled_job_registry.count,
     }
 
 
@@ -113,7 +117,7 @@ def worker_status(worker: BaseWorker, now: datetime) -> dict[str, Any]:
         "alive": True,  # rq forgets a worker whose heartbeat stopped
         "last_heartbeat_s": _age_s(worker.last_heartbeat, now),
         "current_job": job.id if job else None,
-        "current_func": job.func_name if job else None,
+        "current_func": func_label(job) if job else None,
         "since": job.started_at.replace(tzinfo=UTC).isoformat() if job and job.started_at else None,
         "running_s": _age_s(job.started_at, now) if job else None,
     }
@@ -123,10 +127,15 @@ def collect(settings: Settings, config: AlertConfig, now: datetime) -> Status:
     status = Status(generated_at=now, stale_after_s=int(config.stale_after.total_seconds()))
     connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
     try:
-        status.queues = [queue_status(connection, name, now) for name in DEFAULT_QUEUES]
-        status.workers = [worker_status(w, now) for w in Worker.all(connection=connection)]
-        newest = failed_jobs(connection)[:NEWEST_FAILED_SHOWN]
-        status.failed = {"count": count_failed(connection), "newest": [describe(j).as_dict() for j in newest]}
+        serializer = settings.serializer
+        status.queues = [queue_status(connection, name, now, serializer=serializer) for name in DEFAULT_QUEUES]
+        workers = Worker.all(connection=connection, serializer=rq_serializer(serializer))
+        status.workers = [worker_status(w, now) for w in workers]
+        newest = failed_jobs(connection, serializer=serializer)[:NEWEST_FAILED_SHOWN]
+        status.failed = {
+            "count": count_failed(connection, serializer=serializer),
+            "newest": [describe(j).as_dict() for j in newest],
+        }
         status.scheduled = scheduled_entries(connection, settings, now)
     except redis.RedisError as exc:
         status.errors.append(f"Redis could not be read ({type(exc).__name__}: {' '.join(str(exc).split())})")

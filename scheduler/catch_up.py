@@ -17,6 +17,7 @@ from redis import Redis
 from jobs.catalog import list_backups
 from jobs.storage import ObjectStore, StorageLocation
 from railyard.errors import RailyardError
+from railyard.serializer import SerializerName
 from scheduler import trigger
 from scheduler.cron import period_around
 from scheduler.schedule import Entry
@@ -50,6 +51,7 @@ def catch_up(
     location: StorageLocation,
     environment: str,
     now: datetime,
+    serializer: SerializerName,
 ) -> list[trigger.FireResult]:
     """Fire every catch-up entry whose database's newest backup is overdue.
 
@@ -72,7 +74,11 @@ def catch_up(
                 database=entry.subject,
                 newest_backup_at=newest.isoformat() if newest else None,
             )
-            fired.append(trigger.fire(connection, entry, environment=environment, now=now, reason="catch-up"))
+            fired.append(
+                trigger.fire(
+                    connection, entry, environment=environment, now=now, reason="catch-up", serializer=serializer
+                )
+            )
         except Exception as exc:
             # Next catch-up pass tries again; the cron runs fire regardless.
             log.error(

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from redis import Redis
 
 from railyard.errors import NotFoundError
+from railyard.serializer import SerializerName
 from scheduler import registration, runs
 from scheduler.cron import next_run
 from scheduler.schedule import Entry
@@ -50,27 +51,33 @@ class EntryStatus:
         }
 
 
-def describe(connection: Redis, declared: Sequence[Entry], *, environment: str, now: datetime) -> list[EntryStatus]:
+def describe(
+    connection: Redis, declared: Sequence[Entry], *, environment: str, now: datetime, serializer: SerializerName
+) -> list[EntryStatus]:
     """Every entry, declared ones first in their order; a registered entry shows what will run."""
-    registered = registration.registered_entries(connection, environment)
+    registered = registration.registered_entries(connection, environment, serializer=serializer)
+
+    def status(entry: Entry, state: str, when: datetime) -> EntryStatus:
+        return EntryStatus(entry, state, when, runs.read(connection, environment, entry.id, serializer=serializer))
+
     statuses = []
     for entry in declared:
         current = registered.pop(entry.id, None)
         if current is None:
-            statuses.append(
-                _status(connection, entry, "not registered", next_run(entry.cron, entry.timezone, now), environment)
-            )
+            statuses.append(status(entry, "not registered", next_run(entry.cron, entry.timezone, now)))
         else:
             state = "registered" if current.fingerprint == entry.fingerprint else "changed"
-            statuses.append(_status(connection, current.entry, state, current.next_run, environment))
+            statuses.append(status(current.entry, state, current.next_run))
     for current in registered.values():
-        statuses.append(_status(connection, current.entry, "not declared", current.next_run, environment))
+        statuses.append(status(current.entry, "not declared", current.next_run))
     return statuses
 
 
-def find_entry(connection: Redis, declared: Sequence[Entry], entry_id: str, *, environment: str) -> Entry:
+def find_entry(
+    connection: Redis, declared: Sequence[Entry], entry_id: str, *, environment: str, serializer: SerializerName
+) -> Entry:
     """The entry named ``entry_id``: as registered (what the scheduler runs), else as declared."""
-    registered = registration.registered_entries(connection, environment)
+    registered = registration.registered_entries(connection, environment, serializer=serializer)
     if entry_id in registered:
         return registered[entry_id].entry
     for entry in declared:
@@ -80,7 +87,3 @@ def find_entry(connection: Redis, declared: Sequence[Entry], entry_id: str, *, e
     raise NotFoundError(
         f"no schedule entry {entry_id!r} in environment {environment!r}; known entries: {', '.join(known) or 'none'}"
     )
-
-
-def _status(connection: Redis, entry: Entry, state: str, when: datetime, environment: str) -> EntryStatus:
-    return EntryStatus(entry, state, when, runs.read(connection, environment, entry.id))

@@ -21,6 +21,7 @@ from rq.job import Job, JobStatus
 from rq_scheduler import Scheduler
 
 from jobs import registry
+from railyard.serializer import SerializerName, rq_serializer
 from scheduler.cron import next_run
 from scheduler.schedule import Entry, slug
 
@@ -67,14 +68,17 @@ def entry_from_meta(meta: dict[str, object], environment: str) -> Entry | None:
         return None
 
 
-def registered_entries(connection: Redis, environment: str) -> dict[str, Registered]:
-    """This environment's registered entries by entry id."""
+def registered_entries(connection: Redis, environment: str, *, serializer: SerializerName) -> dict[str, Registered]:
+    """This environment's registered entries by entry id.
+
+    An entry written with another serializer reads as not registered, so reconcile replaces it.
+    """
     found: dict[str, Registered] = {}
     prefix = registration_id(environment, "")
     for member, score in connection.zscan_iter(SCHEDULED_JOBS_KEY, match=f"{prefix}*"):
         job_id = member.decode()
         try:
-            job = Job.fetch(job_id, connection=connection)
+            job = Job.fetch(job_id, connection=connection, serializer=rq_serializer(serializer))
         except NoSuchJobError:
             connection.zrem(SCHEDULED_JOBS_KEY, job_id)  # as rq-scheduler does with a job that is gone
             continue
@@ -91,7 +95,9 @@ def registered_entries(connection: Redis, environment: str) -> dict[str, Registe
     return found
 
 
-def register(connection: Redis, entry: Entry, *, environment: str, now: datetime) -> datetime:
+def register(
+    connection: Redis, entry: Entry, *, environment: str, now: datetime, serializer: SerializerName
+) -> datetime:
     """Register (or replace) ``entry`` with its next run after ``now``; returns that run."""
     when = next_run(entry.cron, entry.timezone, now)
     spec = registry.spec_for(entry.func)
@@ -99,6 +105,7 @@ def register(connection: Redis, entry: Entry, *, environment: str, now: datetime
         entry.func,
         kwargs=dict(entry.kwargs),
         connection=connection,
+        serializer=rq_serializer(serializer),
         id=registration_id(environment, entry.id),
         origin=spec.queue if spec else QUEUE_BY_KIND.get(entry.kind, "backup"),
         meta={META_KEY: entry_meta(entry, environment)},
@@ -135,16 +142,18 @@ def reschedule(connection: Redis, job_id: str, when: datetime) -> None:
     connection.zadd(SCHEDULED_JOBS_KEY, {job_id: when.timestamp()}, xx=True)
 
 
-def reconcile(connection: Redis, entries: Iterable[Entry], *, environment: str, now: datetime) -> ReconcileReport:
+def reconcile(
+    connection: Redis, entries: Iterable[Entry], *, environment: str, now: datetime, serializer: SerializerName
+) -> ReconcileReport:
     report = ReconcileReport()
-    registered = registered_entries(connection, environment)
+    registered = registered_entries(connection, environment, serializer=serializer)
     declared = {entry.id: entry for entry in entries}
     for entry_id, entry in declared.items():
         current = registered.get(entry_id)
         if current is not None and current.fingerprint == entry.fingerprint:
             report.kept.append(entry_id)
             continue
-        when = register(connection, entry, environment=environment, now=now)
+        when = register(connection, entry, environment=environment, now=now, serializer=serializer)
         (report.replaced if current else report.added).append(entry_id)
         log.info(
             "schedule_entry_registered",

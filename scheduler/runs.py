@@ -13,6 +13,8 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from railyard.serializer import SerializerName, rq_serializer
+
 LAST_RUN_PREFIX = "railyard:schedule:last-run:"
 LAST_RUN_TTL_S = 400 * 24 * 3600  # outlives any sensible cron period
 
@@ -38,7 +40,7 @@ def record(connection: Redis, environment: str, entry_id: str, *, fired_at: date
         pipe.execute()
 
 
-def read(connection: Redis, environment: str, entry_id: str) -> LastRun | None:
+def read(connection: Redis, environment: str, entry_id: str, *, serializer: SerializerName) -> LastRun | None:
     raw = {_text(k): _text(v) for k, v in connection.hgetall(_key(environment, entry_id)).items()}
     if not {"fired_at", "reason", "job_id"} <= raw.keys():
         return None
@@ -46,13 +48,14 @@ def read(connection: Redis, environment: str, entry_id: str) -> LastRun | None:
         fired_at=datetime.fromisoformat(raw["fired_at"]),
         reason=raw["reason"],
         job_id=raw["job_id"],
-        outcome=job_outcome(connection, raw["job_id"]),
+        outcome=job_outcome(connection, raw["job_id"], serializer=serializer),
     )
 
 
-def job_outcome(connection: Redis, job_id: str) -> str:
+def job_outcome(connection: Redis, job_id: str, *, serializer: SerializerName) -> str:
     try:
-        status = Job.fetch(job_id, connection=connection).get_status(refresh=False)
+        job = Job.fetch(job_id, connection=connection, serializer=rq_serializer(serializer))
+        status = job.get_status(refresh=False)
     except NoSuchJobError:
         return "expired"
     return "unknown" if status is None else str(getattr(status, "value", status))

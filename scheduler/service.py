@@ -13,7 +13,8 @@ On top of rq-scheduler it changes five things:
 - SIGTERM and SIGINT finish the current pass, release the lock and exit 0.
 
 Jobs that are not Railyard entries (``scheduler.enqueue_at(...)`` by an application) are
-moved to their queues exactly as rq-scheduler does.
+moved to their queues exactly as rq-scheduler does; one written with another serializer
+than RAILYARD_SERIALIZER is moved without being read, and the worker refuses it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from rq.job import Job
 from rq_scheduler import Scheduler
 
 from jobs.storage import StorageLocation, open_store
+from railyard import serializer as job_serializer
 from railyard.errors import LockBusyError, RailyardError
 from railyard.settings import Settings
 from scheduler import catch_up, registration, trigger
@@ -56,8 +58,12 @@ class RailyardScheduler(Scheduler):
         entries: Sequence[Entry],
         clock: Callable[[], float] = time.time,
     ):
-        super().__init__(connection=connection, interval=config.interval_s)
+        # rq-scheduler passes rq no serializer: its job class supplies RAILYARD_SERIALIZER's.
+        super().__init__(
+            connection=connection, interval=config.interval_s, job_class=job_serializer.job_class(settings.serializer)
+        )
         self.settings = settings
+        self.serializer_name = settings.serializer
         self.config = config
         self.entries = tuple(entries)
         self.environment = settings.environment
@@ -86,6 +92,9 @@ class RailyardScheduler(Scheduler):
         return due
 
     def enqueue_job(self, job: Job) -> None:
+        if not job_serializer.is_readable(job):
+            self._move_unreadable(job)
+            return
         if registration.META_KEY not in job.meta:
             super().enqueue_job(job)
             return
@@ -94,7 +103,14 @@ class RailyardScheduler(Scheduler):
             return  # another environment's entry: its own scheduler fires it
         now = self.now()
         try:
-            trigger.fire(self.connection, entry, environment=self.environment, now=now, reason="cron")
+            trigger.fire(
+                self.connection,
+                entry,
+                environment=self.environment,
+                now=now,
+                reason="cron",
+                serializer=self.serializer_name,
+            )
         except Exception as exc:
             if _is_transient(exc):
                 log.warning("schedule_fire_retrying", entry=entry.id, error=_first_line(exc))
@@ -103,6 +119,12 @@ class RailyardScheduler(Scheduler):
             traceback = not isinstance(exc, RailyardError)
             log.error("schedule_fire_failed", entry=entry.id, error=_first_line(exc), exc_info=traceback)
         registration.reschedule(self.connection, job.id, next_run(entry.cron, entry.timezone, now))
+
+    def _move_unreadable(self, job: Job) -> None:
+        """Hand a job written with another serializer to its queue unread: the worker refuses it visibly."""
+        log.error("scheduled_job_unreadable", job_id=job.id, queue=job.origin, serializer=self.serializer_name)
+        self.get_queue_for_job(job).enqueue_job(job)
+        self.connection.zrem(self.scheduled_jobs_key, job.id)
 
     def reconcile(self) -> registration.ReconcileReport | None:
         """Register the declared schedule, waiting for the scheduler lock (None if asked to stop first)."""
@@ -118,7 +140,13 @@ class RailyardScheduler(Scheduler):
                 )
             self.stop_requested.wait(0.05)
         try:
-            report = registration.reconcile(self.connection, self.entries, environment=self.environment, now=self.now())
+            report = registration.reconcile(
+                self.connection,
+                self.entries,
+                environment=self.environment,
+                now=self.now(),
+                serializer=self.serializer_name,
+            )
         finally:
             self.remove_lock()
         log.info(
@@ -134,7 +162,13 @@ class RailyardScheduler(Scheduler):
         location = StorageLocation.parse(self.settings.backup_storage_url)
         store = open_store(location, addressing_style=self.settings.s3_addressing_style)
         return catch_up.catch_up(
-            self.connection, self.entries, store=store, location=location, environment=self.environment, now=self.now()
+            self.connection,
+            self.entries,
+            store=store,
+            location=location,
+            environment=self.environment,
+            now=self.now(),
+            serializer=self.serializer_name,
         )
 
     def run_once(self) -> None:
@@ -146,7 +180,13 @@ class RailyardScheduler(Scheduler):
                 if lost:
                     # Redis lost its data, or a scheduler with other settings cancelled them.
                     log.warning("schedule_entries_missing", entries=lost)
-                    registration.reconcile(self.connection, self.entries, environment=self.environment, now=self.now())
+                    registration.reconcile(
+                        self.connection,
+                        self.entries,
+                        environment=self.environment,
+                        now=self.now(),
+                        serializer=self.serializer_name,
+                    )
                 self.enqueue_jobs()
             finally:
                 self.remove_lock()

@@ -4,7 +4,8 @@ The work id names the entry's work in the period that contains ``now`` (the peri
 starts at the entry's last cron run at or before ``now``), so the cron run, a catch-up,
 a manual run and a second scheduler all compute the same id and only one of them
 enqueues. The job goes through ``jobs.client.enqueue``, so it gets its timeout, retries
-and failure TTL from ``jobs.registry`` (rq-scheduler's ``cron()`` would pass neither).
+and failure TTL from ``jobs.registry`` (rq-scheduler's ``cron()`` would pass neither), and
+is written with the caller's serializer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redis import Redis
 from rq.job import Job
 
 from jobs import client
+from railyard.serializer import SerializerName
 from scheduler import runs
 from scheduler.claims import Claims
 from scheduler.cron import period_around
@@ -36,7 +38,9 @@ class FireResult:
     enqueued: bool  # False: this period's work had already been enqueued
 
 
-def fire(connection: Redis, entry: Entry, *, environment: str, now: datetime, reason: str) -> FireResult:
+def fire(
+    connection: Redis, entry: Entry, *, environment: str, now: datetime, reason: str, serializer: SerializerName
+) -> FireResult:
     """Enqueue ``entry``'s job for the period containing ``now`` unless that work was already enqueued."""
     start, end = period_around(entry.cron, entry.timezone, now)
     job_id = entry.work_id(environment, start)
@@ -48,7 +52,7 @@ def fire(connection: Redis, entry: Entry, *, environment: str, now: datetime, re
         log.info("schedule_fire_deduplicated", entry=entry.id, job_id=job_id, reason=reason)
         return FireResult(entry.id, job_id, start, enqueued=False)
     try:
-        job = client.enqueue(entry.func, connection, job_id=job_id, **entry.kwargs)
+        job = client.enqueue(entry.func, connection, job_id=job_id, serializer=serializer, **entry.kwargs)
     except BaseException:
         claims.release(job_id, token)
         raise

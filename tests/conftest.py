@@ -91,6 +91,12 @@ def redis_url() -> Iterator[str]:
     client.close()
 
 
+@pytest.fixture(params=["pickle", "json"])
+def serializer(request: pytest.FixtureRequest) -> str:
+    """Each RAILYARD_SERIALIZER in turn: the test runs once with pickle and once with json."""
+    return str(request.param)
+
+
 @pytest.fixture
 def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)

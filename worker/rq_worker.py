@@ -10,6 +10,10 @@ once its heartbeat is ``WORKER_HEARTBEAT_GRACE_S`` overdue, and is retried like 
 transient failure, or failed with the reason "abandoned". When Redis goes away after
 start-up, the worker and its work horse wait up to ``REDIS_RECONNECT_TIMEOUT_S`` for it
 (railyard.reconnect) instead of exiting and stranding the running job.
+
+Jobs are read with the serializer RAILYARD_SERIALIZER names, whatever serializer rq's
+command line passes; a job written with another one is refused without being run (with
+json: without being unpickled).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import structlog
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.queue import Queue
+from rq.serializers import DefaultSerializer, Serializer, resolve_serializer
 from rq.worker import Worker
 
 from jobs import registry
+from railyard import serializer as job_serializer
 from railyard.alerts import Alert, send_alert
 from railyard.errors import ConfigError
 from railyard.failed_jobs import error_summary
@@ -41,7 +47,13 @@ ABANDONED_REASON = (
 
 class RailyardWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any):
+        self.serializer_name = Settings.from_env().serializer
+        chosen = job_serializer.rq_serializer(self.serializer_name)
+        _check_command_line_serializer(kwargs.get("serializer"), chosen, self.serializer_name)
+        kwargs["serializer"] = chosen
         super().__init__(*args, **kwargs)
+        for queue in self.queues:  # rq's command line built them with its own --serializer
+            queue.serializer = chosen
         self.tuning = WorkerTuning.from_env()
         self._alerted: set[str] = set()
         self.push_exc_handler(self._on_exception)
@@ -52,9 +64,12 @@ class RailyardWorker(Worker):
         keep_reconnecting(self.connection, Settings.from_env().redis_reconnect_timeout_s)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        if not job_serializer.is_readable(job):
+            self._refuse(job, queue, job_serializer.unreadable_reason(self.serializer_name))
+            return
         spec = registry.spec_for(job.func_name or "")
         if spec is None:
-            self._refuse(job, queue)
+            self._refuse(job, queue, _not_registered_reason(job.func_name))
             return
         registry.apply_policy(job, spec, self.tuning.retry_backoff_scale)
         job.save(include_meta=True)
@@ -120,27 +135,43 @@ class RailyardWorker(Worker):
         except ConfigError:  # the alert must go out even with broken settings
             environment = "unknown"
         attempts = registry.attempt_number(job)
+        func = job_serializer.func_label(job)
         send_alert(
             Alert(
                 "job_failed",
-                f"job {job.func_name} failed after {attempts} attempt{'s' if attempts > 1 else ''}: {error}",
+                f"job {func} failed after {attempts} attempt{'s' if attempts > 1 else ''}: {error}",
                 environment,
                 {
                     "job_id": job.id,
                     "queue": job.origin,
-                    "func": job.func_name,
+                    "func": func,
                     "attempts": attempts,
                     "error": error,
-                    "kwargs": dict(job.kwargs or {}),
+                    "kwargs": job_serializer.job_kwargs(job),
                 },
             )
         )
 
-    def _refuse(self, job: Job, queue: Queue) -> None:
-        reason = (
-            f"refused: {job.func_name!r} is not a Railyard job; only functions in jobs.registry run on "
-            f"Railyard's queues ({', '.join(sorted(registry.REGISTRY))})"
-        )
-        log.error("job_refused", job_id=job.id, queue=queue.name, func=job.func_name)
+    def _refuse(self, job: Job, queue: Queue, reason: str) -> None:
+        log.error("job_refused", job_id=job.id, queue=queue.name, func=job_serializer.func_label(job), reason=reason)
         job.retries_left = None
         self.handle_job_failure(job, queue=queue, exc_string=reason)
+
+
+def _not_registered_reason(func_name: str | None) -> str:
+    return (
+        f"refused: {func_name!r} is not a Railyard job; only functions in jobs.registry run on "
+        f"Railyard's queues ({', '.join(sorted(registry.REGISTRY))})"
+    )
+
+
+def _check_command_line_serializer(given: Serializer | str | None, chosen: Serializer, name: str) -> None:
+    """Refuse ``rq worker --serializer X`` that disagrees with RAILYARD_SERIALIZER (rq's default is no choice)."""
+    if given is None or resolve_serializer(given) in (DefaultSerializer, chosen):
+        return
+    raise ConfigError(
+        [
+            f"rq worker --serializer {given!r} disagrees with RAILYARD_SERIALIZER={name}; drop --serializer "
+            "and set RAILYARD_SERIALIZER (pickle or json) the same on every producer and Railyard process"
+        ]
+    )

@@ -67,7 +67,7 @@ def enqueue(obj: CliContext, audio_file_id: str) -> None:
             )
     connection = Redis.from_url(settings.redis_url)
     try:
-        job = enqueue_audio(audio_file_id, connection)
+        job = enqueue_audio(audio_file_id, connection, serializer=settings.serializer)
     finally:
         connection.close()
     click.echo(f"queued audio file {audio_file_id} as job {job.id} on queue {job.origin}")

@@ -130,7 +130,7 @@ def backup(
                         err=True,
                     )
                 return
-        job = _enqueue_backup(conn, database, options, all_databases)
+        job = _enqueue_backup(settings, conn, database, options, all_databases)
         click.echo(job.id)
         return
     if all_databases:
@@ -175,12 +175,22 @@ def _fire_scheduled_backup(settings: Settings, conn: redis.Redis, database: str 
     entry = backup_entry_for(entries, kwargs)
     if entry is None:
         return None
-    return fire(conn, entry, environment=settings.environment, now=datetime.now(UTC), reason="manual")
+    return fire(
+        conn,
+        entry,
+        environment=settings.environment,
+        now=datetime.now(UTC),
+        reason="manual",
+        serializer=settings.serializer,
+    )
 
 
-def _enqueue_backup(conn: redis.Redis, database: str | None, options: BackupOptions, all_databases: bool) -> Any:
+def _enqueue_backup(
+    settings: Settings, conn: redis.Redis, database: str | None, options: BackupOptions, all_databases: bool
+) -> Any:
     return enqueue_backup(
         conn,
+        serializer=settings.serializer,
         database=database,
         all_databases=all_databases,
         schema_only=options.schema_only,

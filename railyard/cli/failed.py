@@ -28,7 +28,8 @@ def failed() -> None:
 @click.pass_obj
 def list_command(obj: CliContext, as_json: bool) -> None:
     """Failed jobs, newest first, with the first line of each error."""
-    described = [failed_jobs.describe(j).as_dict() for j in failed_jobs.failed_jobs(_connection(obj))]
+    found = failed_jobs.failed_jobs(_connection(obj), serializer=obj.settings.serializer)
+    described = [failed_jobs.describe(j).as_dict() for j in found]
     described = scrub(described, process_secrets())
     if as_json:
         click.echo(json.dumps(described, indent=2))
@@ -48,7 +49,7 @@ def list_command(obj: CliContext, as_json: bool) -> None:
 def show_command(obj: CliContext, job_id: str) -> None:
     """One failed job: what it ran, with which arguments, and its full error."""
     conn = _connection(obj)
-    job, _ = failed_jobs.find_failed(conn, job_id)
+    job, _ = failed_jobs.find_failed(conn, job_id, serializer=obj.settings.serializer)
     data = {**failed_jobs.describe(job).as_dict(), "traceback": failed_jobs.exc_string(job)}
     click.echo(json.dumps(scrub(data, process_secrets()), indent=2))
 
@@ -63,10 +64,10 @@ def retry_command(obj: CliContext, job_id: str | None, retry_all: bool) -> None:
         raise click.UsageError("give a JOB_ID or --all (see `railyard failed list`)")
     conn = _connection(obj)
     if job_id:
-        job = failed_jobs.retry(conn, job_id)
+        job = failed_jobs.retry(conn, job_id, serializer=obj.settings.serializer)
         click.echo(f"requeued {job.id} on {job.origin}")
         return
-    retried, skipped = failed_jobs.retry_all(conn)
+    retried, skipped = failed_jobs.retry_all(conn, serializer=obj.settings.serializer)
     for jid in retried:
         click.echo(f"requeued {jid}")
     for jid in skipped:
@@ -80,5 +81,5 @@ def retry_command(obj: CliContext, job_id: str | None, retry_all: bool) -> None:
 def purge_command(obj: CliContext, older_than: str) -> None:
     """Delete failed jobs that failed more than DURATION ago."""
     age = parse_duration(older_than)
-    removed = failed_jobs.purge(_connection(obj), age, datetime.now(UTC))
+    removed = failed_jobs.purge(_connection(obj), age, datetime.now(UTC), serializer=obj.settings.serializer)
     click.echo(f"purged {len(removed)} failed jobs older than {older_than}")

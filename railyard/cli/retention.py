@@ -19,7 +19,7 @@ ENQUEUE_HELP = "Enqueue on the retention queue instead of running here; prints t
 
 def _enqueue(obj: CliContext, func: str, dry_run: bool) -> None:
     conn = redis.Redis.from_url(obj.settings.redis_url)
-    job = enqueue(func, conn, dry_run=dry_run)
+    job = enqueue(func, conn, serializer=obj.settings.serializer, dry_run=dry_run)
     click.echo(job.id)
 
 

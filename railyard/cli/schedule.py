@@ -38,7 +38,13 @@ def list_entries(obj: CliContext, as_json: bool) -> None:
     declared = _declared(obj)
     connection = redis.Redis.from_url(obj.settings.redis_url)
     try:
-        statuses = overview.describe(connection, declared, environment=obj.settings.environment, now=datetime.now(UTC))
+        statuses = overview.describe(
+            connection,
+            declared,
+            environment=obj.settings.environment,
+            now=datetime.now(UTC),
+            serializer=obj.settings.serializer,
+        )
     finally:
         connection.close()
     if as_json:
@@ -69,12 +75,14 @@ def list_entries(obj: CliContext, as_json: bool) -> None:
 def run_entry(obj: CliContext, entry_id: str) -> None:
     """Enqueue entry ID's job now, unless its work for the current period is already enqueued."""
     declared = _declared(obj)
-    environment = obj.settings.environment
+    environment, serializer = obj.settings.environment, obj.settings.serializer
     connection = redis.Redis.from_url(obj.settings.redis_url)
     try:
-        entry = overview.find_entry(connection, declared, entry_id, environment=environment)
-        result = trigger.fire(connection, entry, environment=environment, now=datetime.now(UTC), reason="manual")
-        outcome = runs.job_outcome(connection, result.job_id)
+        entry = overview.find_entry(connection, declared, entry_id, environment=environment, serializer=serializer)
+        result = trigger.fire(
+            connection, entry, environment=environment, now=datetime.now(UTC), reason="manual", serializer=serializer
+        )
+        outcome = runs.job_outcome(connection, result.job_id, serializer=serializer)
     finally:
         connection.close()
     if result.enqueued:

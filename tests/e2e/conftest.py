@@ -19,7 +19,8 @@ import pytest
 
 from tests.conftest import ROOT, VENV_BIN
 
-SCHEDULER_ENV = "development"  # the ENVIRONMENT scheduler tests run in
+# The scheduler's ENVIRONMENT unless a test sets its own.
+SCHEDULER_ENVIRONMENT = "development"
 
 
 def procfile_command(name: str) -> list[str]:
@@ -103,7 +104,7 @@ def start_scheduler(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
     def start(env: dict[str, str], wait: bool = True) -> Proc:
         argv = procfile_command("scheduler")
         log_path = tmp_path / f"scheduler-{len(procs)}.log"
-        defaults = {"SCHEDULER_INTERVAL_S": "0.2", "ENVIRONMENT": SCHEDULER_ENV}
+        defaults = {"SCHEDULER_INTERVAL_S": "0.2", "ENVIRONMENT": SCHEDULER_ENVIRONMENT}
         with open(log_path, "wb") as out:
             popen = subprocess.Popen(
                 argv,

@@ -20,7 +20,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from railyard.settings import DEFAULT_QUEUES
 from scheduler.registration import SCHEDULED_JOBS_KEY, registration_id
-from tests.e2e.conftest import SCHEDULER_ENV as ENV
+from tests.e2e.conftest import SCHEDULER_ENVIRONMENT as ENV
 from tests.e2e.conftest import enqueue_plain
 from tests.e2e.test_scheduler import dbname, seed, todays_period
 from tests.redisserver import RedisServer

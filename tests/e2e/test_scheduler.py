@@ -20,13 +20,13 @@ from jobs.storage import StorageLocation, open_store
 from scheduler.registration import SCHEDULED_JOBS_KEY, registration_id
 from scheduler.service import RailyardScheduler
 from tests.conftest import SENTINEL_PASSWORD, free_port
-from tests.e2e.conftest import SCHEDULER_ENV, run_cli
+from tests.e2e.conftest import SCHEDULER_ENVIRONMENT, run_cli
 from tests.manifests import put_backup
 from tests.webhook_server import webhook_server
 
 pytestmark = pytest.mark.timeout(180)
 
-ENV = SCHEDULER_ENV
+ENV = SCHEDULER_ENVIRONMENT
 LOCK_KEY = RailyardScheduler.scheduler_lock_key
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,9 +10,12 @@ import pytest
 import redis
 import structlog.testing
 from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
 from rq_scheduler import Scheduler
 
 from jobs.storage import StorageLocation, open_store
+from railyard.serializer import SerializerName
 from railyard.settings import Settings
 from scheduler import registration, runs
 from scheduler.config import ScheduleConfig
@@ -40,7 +44,12 @@ def storage(tmp_path: Path) -> str:
 
 
 def make(
-    redis_url: str, storage: str, clock: Clock, entries: list[Entry] | None = None, environment: str = ENV
+    redis_url: str,
+    storage: str,
+    clock: Clock,
+    entries: list[Entry] | None = None,
+    environment: str = ENV,
+    serializer: SerializerName = "pickle",
 ) -> RailyardScheduler:
     settings = Settings.from_env(
         {
@@ -48,6 +57,7 @@ def make(
             "ENVIRONMENT": environment,
             "DATABASE_URL": "postgresql://db/app",
             "BACKUP_STORAGE_URL": storage,
+            "RAILYARD_SERIALIZER": serializer,
         }
     )
     return RailyardScheduler(
@@ -63,8 +73,8 @@ def queued(conn: redis.Redis, queue: str = "backup") -> list[str]:
     return Queue(queue, connection=conn).get_job_ids()
 
 
-def next_runs(conn: redis.Redis) -> dict[str, datetime]:
-    return {e: r.next_run for e, r in registration.registered_entries(conn, ENV).items()}
+def next_runs(conn: redis.Redis, serializer: SerializerName = "pickle") -> dict[str, datetime]:
+    return {e: r.next_run for e, r in registration.registered_entries(conn, ENV, serializer=serializer).items()}
 
 
 def test_a_due_entry_fires_once_and_waits_for_its_next_run(redis_url, redis_conn, storage) -> None:
@@ -82,7 +92,7 @@ def test_a_due_entry_fires_once_and_waits_for_its_next_run(redis_url, redis_conn
         "backup-app": datetime(2026, 11, 23, 3, 0, tzinfo=UTC),
         "prune-backups": datetime(2026, 11, 22, 4, 30, tzinfo=UTC),
     } == next_runs(redis_conn)
-    last = runs.read(redis_conn, ENV, "backup-app")
+    last = runs.read(redis_conn, ENV, "backup-app", serializer="pickle")
     assert last is not None and ("cron", "queued") == (last.reason, last.outcome)
 
 
@@ -139,7 +149,7 @@ def test_another_environments_entries_are_not_fired(redis_url, redis_conn, stora
     clock.at = datetime(2026, 11, 22, 3, 0, 1, tzinfo=UTC)
     make(redis_url, storage, clock).run_once()
     assert [] == queued(redis_conn)
-    staging = registration.registered_entries(redis_conn, "staging")
+    staging = registration.registered_entries(redis_conn, "staging", serializer="pickle")
     assert datetime(2026, 11, 22, 3, 0, tzinfo=UTC) == staging["backup-app"].next_run  # still due, not fired
 
 
@@ -173,7 +183,7 @@ def test_catch_up_backs_up_a_stale_database_once(redis_url, redis_conn, storage)
     fired = scheduler.catch_up() + scheduler.catch_up()
     assert [True, False] == [f.enqueued for f in fired]
     assert ["backup-production-app-20261122T0300Z"] == queued(redis_conn)
-    last = runs.read(redis_conn, ENV, "backup-app")
+    last = runs.read(redis_conn, ENV, "backup-app", serializer="pickle")
     assert last is not None and "catch-up" == last.reason
 
 
@@ -235,3 +245,50 @@ def test_run_in_burst_mode_reconciles_fires_and_releases_everything(redis_url, r
     )
     assert not redis_conn.exists(scheduler.scheduler_lock_key)
     assert redis_conn.hexists(scheduler.key, "death")
+
+
+def test_a_json_scheduler_registers_and_fires_entries_as_json(redis_url, redis_conn, storage) -> None:
+    clock = Clock(START)
+    scheduler = make(redis_url, storage, clock, serializer="json")
+    scheduler.reconcile()
+    registered = Job.fetch(registration_id(ENV, "backup-app"), connection=redis_conn, serializer=JSONSerializer)
+    assert ("backup-app", BACKUP_JOB) == (registered.meta["railyard_schedule"]["id"], registered.func_name)
+    clock.at = datetime(2026, 11, 22, 3, 0, 1, tzinfo=UTC)
+    scheduler.run_once()
+    [job_id] = queued(redis_conn)
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    assert (BACKUP_JOB, {}) == (job.func_name, job.kwargs)
+    assert datetime(2026, 11, 23, 3, 0, tzinfo=UTC) == next_runs(redis_conn, "json")["backup-app"]
+
+
+def test_entries_registered_with_pickle_are_replaced_when_the_scheduler_switches_to_json(
+    redis_url, redis_conn, storage
+) -> None:
+    make(redis_url, storage, Clock(START)).reconcile()
+    report = make(redis_url, storage, Clock(START), serializer="json").reconcile()
+    assert report is not None and ["backup-app", "prune-backups"] == report.added
+    assert {"backup-app", "prune-backups"} == set(next_runs(redis_conn, "json"))
+    assert {} == next_runs(redis_conn, "pickle")
+
+
+def test_a_pickled_application_job_is_moved_to_its_queue_unread(redis_url, redis_conn, storage, tmp_path) -> None:
+    """rq-scheduler writes pickles; a json scheduler neither unpickles nor drops them: the worker refuses them."""
+    marker = tmp_path / "unpickled"
+    app_job = Scheduler(connection=redis_conn).enqueue_at(
+        datetime(2026, 11, 22, 0, 30), "jobs.diagnostics.ping", delay_s=MakeDir(marker)
+    )
+    scheduler = make(redis_url, storage, Clock(START), serializer="json")
+    scheduler.run_once()
+    assert [app_job.id] == Queue("default", connection=redis_conn).get_job_ids()
+    assert redis_conn.zscore(SCHEDULED_JOBS_KEY, app_job.id) is None
+    assert not marker.exists()
+
+
+class MakeDir:
+    """Unpickling this creates a directory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.mkdir, (str(self.path),))

@@ -33,6 +33,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "LOG_LEVEL": "LOUD",
         "WORKER_QUEUES": "backup,emails",
         "REDIS_RECONNECT_TIMEOUT_S": "forever",
+        "RAILYARD_SERIALIZER": "msgpack",
     }
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
@@ -45,10 +46,29 @@ def test_every_problem_is_reported_at_once() -> None:
         "LOG_LEVEL",
         "WORKER_QUEUES",
         "REDIS_RECONNECT_TIMEOUT_S",
+        "RAILYARD_SERIALIZER",
     ):
         assert name in message
-    assert 7 == len(info.value.problems)
+    assert 8 == len(info.value.problems)
     assert "hunter2" not in message
+
+
+def test_the_serializer_is_pickle_unless_set() -> None:
+    assert "pickle" == Settings.from_env({}).serializer
+    assert "pickle" == Settings.from_env({"RAILYARD_SERIALIZER": "  "}).serializer
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("json", "json"), (" JSON ", "json"), ("pickle", "pickle")])
+def test_the_serializer_is_read_case_insensitively(raw: str, expected: str) -> None:
+    assert expected == Settings.from_env({"RAILYARD_SERIALIZER": raw}).serializer
+
+
+@pytest.mark.parametrize("raw", ["yaml", "msgpack", "rq.serializers.JSONSerializer", "jsonn", "pickle,json"])
+def test_an_unknown_serializer_names_the_allowed_values(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"RAILYARD_SERIALIZER": raw})
+    [problem] = info.value.problems
+    assert problem.startswith(f"RAILYARD_SERIALIZER={raw!r} is not one of pickle, json; use json when every producer")
 
 
 def test_production_requires_database_url() -> None:
