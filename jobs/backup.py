@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import structlog
@@ -88,6 +88,11 @@ def backup_database(
 
         started = clock()
         key = backup_key(location, settings.environment, target.dbname, started, encrypted=encryption.enabled)
+        while store.head(key.key) is not None or store.head(key.manifest_key) is not None:
+            # A backup of this database was taken in the same second: keys have one-second
+            # resolution, so this one is stamped a second later rather than overwrite it.
+            started = key.taken_at + timedelta(seconds=1)
+            key = backup_key(location, settings.environment, target.dbname, started, encrypted=encryption.enabled)
         part_size = tuning.part_size or choose_part_size(db_size)
         log.info(
             "backup_started",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -340,6 +342,22 @@ def test_second_concurrent_backup_does_not_start(database_url: str, tmp_path: Pa
         assert (True, PgTarget(database_url).dbname) == (result["skipped"], result["database"])
     _assert_nothing_stored(storage_url)
     assert run_backup()["id"]
+
+
+def test_backups_in_the_same_second_get_their_own_ids(database_url: str, storage_url: str) -> None:
+    """Keys have one-second resolution: a second backup in that second is stamped a second later."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE notes AS SELECT generate_series(1, 100) AS id")
+    settings = settings_for(database_url, storage_url)
+    at = datetime(2026, 11, 30, 12, 0, 0, 250_000, tzinfo=UTC)
+    first, second = (backup_database(settings, clock=lambda: at) for _ in range(2))
+    assert second.id != first.id
+    assert datetime(2026, 11, 30, 12, 0, 1, tzinfo=UTC) == datetime.fromisoformat(second.started_at)
+    location = StorageLocation.parse(storage_url)
+    store = open_store(location, addressing_style="path")
+    assert sorted([first.id, second.id]) == sorted(m.id for m in list_backups(store, location))
+    for manifest in (first, second):
+        assert manifest.sha256 == hashlib.sha256(store.get_bytes(manifest.key)).hexdigest()
 
 
 def test_restore_refuses_production_database_without_force(database_url: str, tmp_path: Path) -> None:
