@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,8 +29,8 @@ from jobs.pgtools import PgTarget
 from jobs.restore import restore_manifest
 from jobs.storage import ObjectStore, StorageLocation, open_store
 from railyard.alerts import Alert, send_alert
-from railyard.errors import LockBusyError, PermanentError, RailyardError
-from railyard.settings import Settings
+from railyard.errors import ConfigError, LockBusyError, PermanentError, RailyardError
+from railyard.settings import Settings, redact_url
 
 log = structlog.get_logger()
 
@@ -206,15 +207,23 @@ def read_verifications(store: ObjectStore, location: StorageLocation) -> dict[st
     return markers
 
 
-def verify_server(settings: Settings, environ: dict[str, str] | None = None) -> PgTarget:
-    import os
-
+def verify_server(settings: Settings, environ: Mapping[str, str] | None = None) -> PgTarget:
+    """Where scratch databases are created: VERIFY_DATABASE_URL's server, else DATABASE_URL's."""
     env = os.environ if environ is None else environ
-    return PgTarget(env.get("VERIFY_DATABASE_URL") or settings.database_url)
+    url = env.get("VERIFY_DATABASE_URL", "").strip()
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            [
+                f"VERIFY_DATABASE_URL={redact_url(url)!r} is not a PostgreSQL URL; use "
+                "postgresql://user:password@host:5432/postgres (a user with CREATEDB), or unset it to use DATABASE_URL"
+            ]
+        )
+    return PgTarget(url or settings.database_url)
 
 
 def verify_backups(settings: Settings, backup_id: str | None = None, database: str | None = None) -> list[Verification]:
     """Verify one backup, or the newest backup of each database when no id is given."""
+    server = verify_server(settings)
     location = StorageLocation.parse(settings.backup_storage_url)
     store = open_store(location, addressing_style=settings.s3_addressing_style)
     if backup_id:
@@ -227,7 +236,6 @@ def verify_backups(settings: Settings, backup_id: str | None = None, database: s
         if not chosen:
             raise PermanentError(f"no backups to verify at {location} for environment {settings.environment!r}")
     encryption = EncryptionConfig.from_env()
-    server = verify_server(settings)
     results = [verify_manifest(store, m, server, identity=encryption.identity) for m in chosen]
     for r in results:
         if not r.passed:

@@ -122,7 +122,7 @@ class Settings:
             )
 
         storage_url = get("BACKUP_STORAGE_URL", DEFAULT_BACKUP_STORAGE_URL)
-        problems.extend(_storage_url_problems("BACKUP_STORAGE_URL", storage_url))
+        problems.extend(storage_url_problems("BACKUP_STORAGE_URL", storage_url))
 
         style = get("S3_ADDRESSING_STYLE", "auto").lower()
         if style not in ADDRESSING_STYLES:
@@ -203,7 +203,8 @@ def _scheme(url: str) -> str:
         return ""
 
 
-def _storage_url_problems(name: str, url: str) -> list[str]:
+def storage_url_problems(name: str, url: str) -> list[str]:
+    """What is wrong with storage URL setting ``name`` (s3://bucket/prefix, file:// or a path), if anything."""
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -15,7 +15,7 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from railyard.errors import ConfigError
-from railyard.settings import DEFAULT_BACKUP_STORAGE_URL, redact_url
+from railyard.settings import DEFAULT_BACKUP_STORAGE_URL, storage_url_problems
 
 OutputFormat = Literal["aac", "mp3", "opus"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("aac", "mp3", "opus")
@@ -74,10 +74,14 @@ class AudioSettings:
                 "optionally schema-qualified (e.g. audio_files or media.audio_files)"
             )
 
-        storage_url = get("AUDIO_STORAGE_URL") or default_storage_url(
-            get("BACKUP_STORAGE_URL") or DEFAULT_BACKUP_STORAGE_URL
-        )
-        problems.extend(_storage_url_problems(storage_url))
+        storage_url = get("AUDIO_STORAGE_URL")
+        if storage_url:
+            problems.extend(storage_url_problems("AUDIO_STORAGE_URL", storage_url))
+        else:
+            backup_url = get("BACKUP_STORAGE_URL") or DEFAULT_BACKUP_STORAGE_URL
+            backup_problems = storage_url_problems("BACKUP_STORAGE_URL", backup_url)
+            problems.extend(backup_problems)
+            storage_url = backup_url if backup_problems else default_storage_url(backup_url)
 
         max_bytes = _number(get("AUDIO_MAX_BYTES"), DEFAULT_MAX_BYTES, "AUDIO_MAX_BYTES", problems, integer=True)
         if max_bytes <= 0:
@@ -144,19 +148,6 @@ def default_storage_url(backup_storage_url: str) -> str:
     if parts.scheme == "s3":
         return urlunsplit(parts._replace(path=f"/{DEFAULT_PREFIX}", query="", fragment=""))
     return f"{backup_storage_url.rstrip('/')}/{DEFAULT_PREFIX}"
-
-
-def _storage_url_problems(url: str) -> list[str]:
-    parts = urlsplit(url)
-    if parts.scheme == "s3":
-        if not parts.netloc:
-            return [f"AUDIO_STORAGE_URL={url!r} names no bucket; use s3://bucket/optional/prefix"]
-        if parts.username or parts.password:
-            return ["AUDIO_STORAGE_URL must not embed credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"]
-        return []
-    if parts.scheme in ("", "file"):
-        return []
-    return [f"AUDIO_STORAGE_URL={redact_url(url)!r} has unsupported scheme {parts.scheme!r}; use s3://bucket/prefix"]
 
 
 def _number(text: str, default: float, name: str, problems: list[str], *, integer: bool = False) -> float:

@@ -12,8 +12,8 @@ from psycopg import sql
 from jobs.backup import backup_database
 from jobs.catalog import VERIFIED_SUFFIX, Manifest
 from jobs.storage import open_store
-from jobs.verify import SCRATCH_COMMENT, scratch_name, verify_backup, verify_backups
-from railyard.errors import PermanentError
+from jobs.verify import SCRATCH_COMMENT, scratch_name, verify_backup, verify_backups, verify_server
+from railyard.errors import ConfigError, PermanentError
 from railyard.settings import Settings
 from tests.e2e.conftest import run_cli
 
@@ -113,3 +113,10 @@ def test_leftovers_older_than_a_day_are_dropped(backed_up, pg_admin_url) -> None
 def test_scratch_names(backup_id: str, expected: str) -> None:
     assert expected == scratch_name(backup_id)
     assert len(scratch_name("x" * 100)) <= 63
+
+
+def test_a_verify_server_url_that_is_not_postgresql_is_a_clear_error() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(ConfigError, match="VERIFY_DATABASE_URL='mysql://root:\\*\\*\\*@db/x' is not a PostgreSQL URL"):
+        verify_server(settings, {"VERIFY_DATABASE_URL": "mysql://root:hunter2@db/x"})
+    assert "db.internal:5432" == verify_server(settings, {"VERIFY_DATABASE_URL": "postgres://u@db.internal/p"}).host

@@ -3,19 +3,27 @@ RailyardError (one clear message) or a valid value, never another exception."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+import math
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobs import registry
+from jobs.audio.config import AudioSettings
 from jobs.backup_config import BackupOptions, BackupTuning
 from jobs.catalog import parse_backup_key
+from jobs.migration_config import MigrationConfig
+from jobs.purge_config import parse_config
+from jobs.retention_config import COUNT_VARIABLES, MIN_KEEP_VARIABLE, WITHIN_VARIABLE, backup_policy_from_env
 from jobs.storage import StorageLocation
 from railyard.alert_config import AlertConfig
 from railyard.durations import parse_duration
 from railyard.errors import ConfigError, RailyardError
 from railyard.settings import Settings
+from scheduler.config import ScheduleConfig
+from scheduler.cron import next_run
 from worker.tuning import WorkerTuning
 
 TEXT = st.text(max_size=80)
@@ -127,3 +135,109 @@ def test_job_paths_outside_the_registry_are_refused(func: str) -> None:
         assert func not in registry.REGISTRY
     else:
         assert spec.func == func
+
+
+CRONISH = st.one_of(
+    TEXT,
+    st.lists(
+        st.sampled_from(["*", "0", "59", "*/5", "1-5", "30", "2", "31", "13", "7", "L", "?", "MON", ","]), max_size=6
+    ).map(" ".join),
+    st.sampled_from(["@daily", "@hourly", "@weekly", "@reboot", "@every 5m"]),
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["BACKUP_CRON", "RETENTION_CRON", "VERIFY_CRON", "STALENESS_CRON"]), CRONISH, min_size=1
+    ),
+    st.one_of(st.just("UTC"), st.sampled_from(["Europe/London", "America/New_York", "Nowhere/Else"]), TEXT),
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+)
+@settings(max_examples=300)
+def test_cron_strings_and_time_zones(env: dict[str, str], zone: str, after: datetime) -> None:
+    """A schedule that starts up has a next run for every entry, after ``after``; any other gets ConfigError."""
+    try:
+        config = ScheduleConfig.from_env({**env, "SCHEDULE_TIMEZONE": zone})
+    except ConfigError as exc:
+        one_clear_line(exc)
+        assert all(name.split("=")[0] in {*env, "SCHEDULE_TIMEZONE"} for name in exc.problems)
+        return
+    for cron in (config.backup_cron, config.retention_cron, config.verify_cron, config.staleness_cron):
+        assert next_run(cron, config.timezone, after) > after
+
+
+@given(st.dictionaries(st.sampled_from([*COUNT_VARIABLES.values(), WITHIN_VARIABLE, MIN_KEEP_VARIABLE]), TEXT))
+def test_backup_retention_policy(env: dict[str, str]) -> None:
+    try:
+        policy = backup_policy_from_env(env)
+    except ConfigError as exc:
+        one_clear_line(exc)
+    else:
+        assert policy.min_keep >= 1
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return repr(value)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["schema", "table", "column", "max_age", "batch_size", "lock_timeout_s", "other"]),
+        st.one_of(TEXT, st.integers(), st.floats(allow_nan=True), st.booleans()),
+    ),
+)
+def test_data_retention_policies_with_any_table_names(policy: dict[str, object]) -> None:
+    """Table, schema and column names are data: a policy is either refused with a reason or kept verbatim."""
+    text = "[[policy]]\n" + "".join(f"{key} = {toml_value(value)}\n" for key, value in policy.items())
+    try:
+        [parsed] = parse_config(text, "retention.toml")
+    except ConfigError as exc:
+        one_clear_line(exc)
+    else:
+        assert parsed.column == policy["column"]
+        assert policy["table"] in (parsed.table, f"{parsed.schema}.{parsed.table}")
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["AUDIO_TABLE", "AUDIO_STORAGE_URL", "BACKUP_STORAGE_URL", "AUDIO_MAX_BYTES", "AUDIO_FORMAT", "AUDIO_MONO"]
+        ),
+        URLISH,
+    )
+)
+def test_audio_settings(env: dict[str, str]) -> None:
+    try:
+        AudioSettings.from_env(env)
+    except ConfigError as exc:
+        one_clear_line(exc)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["MIGRATIONS_DIR", "MIGRATION_LOCK_WAIT_S", "MIGRATION_LOCK_RETRIES", "MIGRATE_COMMAND"]),
+        TEXT,
+    )
+)
+def test_migration_config(env: dict[str, str]) -> None:
+    try:
+        MigrationConfig.from_env(env)
+    except ConfigError as exc:
+        one_clear_line(exc)
+
+
+@given(st.dictionaries(st.sampled_from(["REDIS_RECONNECT_TIMEOUT_S", "RAILYARD_SERIALIZER"]), TEXT))
+def test_worker_facing_settings(env: dict[str, str]) -> None:
+    try:
+        parsed = Settings.from_env(env)
+    except ConfigError as exc:
+        one_clear_line(exc)
+    else:
+        assert 0 <= parsed.redis_reconnect_timeout_s <= 3600
+        assert parsed.serializer in ("pickle", "json")
