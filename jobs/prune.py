@@ -9,13 +9,22 @@ manifest (an orphan, removed by a later run), never a manifest pointing at nothi
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from jobs.catalog import MANIFEST_SUFFIX, VERIFIED_SUFFIX, Manifest, key_segment, list_backups, parse_backup_key
+from jobs.catalog import (
+    MANIFEST_SUFFIX,
+    STAMP_FORMAT,
+    VERIFIED_SUFFIX,
+    Manifest,
+    key_segment,
+    list_backups,
+    parse_backup_key,
+)
 from jobs.retention_policy import BackupRecord, Decision, RetentionPolicy, plan_retention
 from jobs.storage import IncompleteUpload, ObjectInfo, ObjectStore, StorageLocation
 from railyard.errors import NotFoundError
@@ -28,6 +37,10 @@ VERIFIED_PASSED = "passed"
 # A dump without a manifest younger than this may be a backup still being committed.
 ORPHAN_MIN_AGE = timedelta(hours=24)
 INCOMPLETE_UPLOAD_MIN_AGE = timedelta(hours=24)
+# Roles and tablespaces saved by whole-server backups (jobs.backup.backup_globals).
+_GLOBALS_KEY = re.compile(
+    r"^_globals/\d{4}/\d{2}/\d{2}/(?P<host>[^/]+)-globals-(?P<stamp>\d{8}T\d{6}Z)\.sql\.zst(?:\.age)?$"
+)
 
 
 @dataclass
@@ -39,6 +52,7 @@ class PruneReport:
     decisions: list[Decision] = field(default_factory=list)
     orphans: list[ObjectInfo] = field(default_factory=list)
     incomplete_uploads: list[IncompleteUpload] = field(default_factory=list)
+    stale_globals: list[ObjectInfo] = field(default_factory=list)  # no kept backup is older than the next one
     unreadable: list[str] = field(default_factory=list)  # manifests skipped, so their backups are untouched
 
     @property
@@ -76,6 +90,9 @@ class PruneReport:
                 for u in self.incomplete_uploads
             ],
             "unreadable_manifests": list(self.unreadable),
+            "globals_delete": [
+                {"key": g.key, "size": g.size, "modified": g.modified.isoformat()} for g in self.stale_globals
+            ],
         }
 
 
@@ -102,6 +119,7 @@ def prune(
     records = _mark_newest_verified(store, records, listing)
     report.decisions = plan_retention(records, policy, now)
     report.orphans = _orphans(location, listing, now)
+    report.stale_globals = _stale_globals(prefix, listing, report.kept)
     report.incomplete_uploads = [
         u
         for u in store.list_incomplete_uploads(prefix)
@@ -115,6 +133,7 @@ def prune(
         delete=len(report.deleted),
         orphans=len(report.orphans),
         incomplete_uploads=len(report.incomplete_uploads),
+        stale_globals=len(report.stale_globals),
         dry_run=dry_run,
     )
     if dry_run:
@@ -129,6 +148,9 @@ def prune(
     for upload in report.incomplete_uploads:
         store.abort_incomplete_upload(upload)
         log.info("incomplete_upload_aborted", key=upload.key)
+    for stale in report.stale_globals:
+        store.delete(stale.key)
+        log.info("globals_deleted", key=stale.key)
     log.info("prune_finished", environment=environment, deleted=len(report.deleted), orphans=len(report.orphans))
     return report
 
@@ -183,6 +205,28 @@ def _orphans(location: StorageLocation, listing: dict[str, ObjectInfo], now: dat
         if dump_key + MANIFEST_SUFFIX not in listing and info.modified < now - ORPHAN_MIN_AGE:
             found.append(info)
     return found
+
+
+def _stale_globals(prefix: str, listing: dict[str, ObjectInfo], kept: list[Decision]) -> list[ObjectInfo]:
+    """Globals files no kept backup needs.
+
+    Per server, a kept backup may need the roles as they were when it was taken: every
+    globals file from the oldest kept backup on stays, and so does the newest one before
+    it. Older ones go. With no backup kept, nothing goes.
+    """
+    if not kept:
+        return []
+    oldest = min(d.backup.taken_at for d in kept).strftime(STAMP_FORMAT)
+    by_host: dict[str, list[tuple[str, ObjectInfo]]] = {}
+    for key, info in listing.items():
+        match = _GLOBALS_KEY.match(key[len(prefix) :])
+        if match:
+            by_host.setdefault(match["host"], []).append((match["stamp"], info))
+    stale = []
+    for files in by_host.values():
+        before = sorted((f for f in files if f[0] <= oldest), key=lambda f: f[0])
+        stale += [info for _, info in before[:-1]]
+    return sorted(stale, key=lambda info: info.key)
 
 
 def _delete_backup(store: ObjectStore, dump_key: str, listing: dict[str, ObjectInfo]) -> None:

@@ -56,6 +56,8 @@ def _print_prune(report: PruneReport) -> None:
         click.echo(f"incomplete upload {upload.key}  abort")
     for key in report.unreadable:
         click.echo(f"unreadable manifest {key}  left alone")
+    for stale in report.stale_globals:
+        click.echo(f"globals {stale.key}  delete")
     verb = "would delete" if report.dry_run else "deleted"
     click.echo(
         f"kept {len(report.kept)} backups, {verb} {len(report.deleted)} backups, "

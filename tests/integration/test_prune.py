@@ -116,6 +116,38 @@ def test_prune_deletes_exactly_the_planned_objects(place: tuple[ObjectStore, Sto
     assert report.orphans == []
 
 
+def put_globals(store: ObjectStore, location: StorageLocation, host: str, taken_at: datetime) -> str:
+    """A globals file where whole-server backups write it."""
+    key = location.key(ENV, "_globals", f"{taken_at:%Y/%m/%d}", f"{host}-globals-{taken_at:%Y%m%dT%H%M%SZ}.sql.zst")
+    store.put_bytes(key, b"CREATE ROLE app;")
+    return key
+
+
+def test_globals_older_than_every_kept_backup_go_but_one(place: tuple[ObjectStore, StorageLocation]) -> None:
+    """Per server, globals from the oldest kept backup on stay, with the newest one before it (its roles)."""
+    store, location = place
+    for n in range(10):
+        put_backup(store, location, "app", days_ago(n))
+    main = [put_globals(store, location, "db_5432", days_ago(n, minutes=-10)) for n in range(10)]
+    other = put_globals(store, location, "replica_5432", days_ago(9))
+    foreign = location.key(ENV, "_globals", "notes.txt")
+    store.put_bytes(foreign, b"not ours")
+
+    planned = prune(store, location, environment=ENV, policy=POLICY, now=datetime.now(UTC), dry_run=True)
+    assert sorted(main[4:]) == [entry["key"] for entry in planned.to_dict()["globals_delete"]]
+    assert set(main) <= keys(store)
+
+    prune(store, location, environment=ENV, policy=POLICY, now=datetime.now(UTC))
+    assert {*main[:4], other, foreign} == {k for k in keys(store) if "/_globals/" in k}
+
+
+def test_globals_stay_when_no_backup_is_kept(place: tuple[ObjectStore, StorageLocation]) -> None:
+    store, location = place
+    globals_keys = [put_globals(store, location, "db_5432", days_ago(n)) for n in range(3)]
+    report = prune(store, location, environment=ENV, policy=POLICY, now=datetime.now(UTC))
+    assert ([], set(globals_keys)) == (report.stale_globals, keys(store))
+
+
 def test_dry_run_deletes_nothing_and_reports_the_plan(place: tuple[ObjectStore, StorageLocation]) -> None:
     store, location = place
     app = [put_backup(store, location, "app", days_ago(n)) for n in range(5)]
