@@ -7,9 +7,11 @@ horse, job_id, queue, func and attempt are bound to every log line, and permanen
 use up the retry budget so they are not retried. A job that fails for good (no retry
 left) raises an alert. A job whose worker was killed is found by rq's registry cleanup
 once its heartbeat is ``WORKER_HEARTBEAT_GRACE_S`` overdue, and is retried like any
-transient failure, or failed with the reason "abandoned". When Redis goes away after
-start-up, the worker and its work horse wait up to ``REDIS_RECONNECT_TIMEOUT_S`` for it
-(railyard.reconnect) instead of exiting and stranding the running job.
+transient failure, or failed with the reason "abandoned". A job whose work horse alone was
+killed (the OOM killer's usual pick) is retried with the meta the horse saved, such as the
+audio job's claim on its row. When Redis goes away after start-up, the worker and its
+work horse wait up to ``REDIS_RECONNECT_TIMEOUT_S`` for it (railyard.reconnect) instead
+of exiting and stranding the running job.
 
 Jobs are read with the serializer RAILYARD_SERIALIZER names, whatever serializer rq's
 command line passes; a job written with another one is refused without being run (with
@@ -93,6 +95,11 @@ class RailyardWorker(Worker):
         if job.timeout == -1:
             return int(super().get_heartbeat_ttl(job, *args, **kwargs))
         return int(self.job_monitoring_interval) + self.tuning.heartbeat_grace_s
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        """Read back the meta the dead horse saved: rq schedules the retry by saving this process's copy."""
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        job.get_meta(refresh=True)
 
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         final = not (job.retries_left and job.retries_left > 0)

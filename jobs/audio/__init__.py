@@ -15,6 +15,8 @@ from railyard.settings import Settings
 
 def process_audio(audio_file_id: int | str) -> dict[str, Any]:
     """RQ job: measure, normalise and encode one audio file, and record the outcome in its row."""
+    from jobs.audio.claims import JobMetaClaims
     from jobs.audio.process import process_file  # PyAV loads only where audio is processed
 
-    return process_file(Settings.from_env(), AudioSettings.from_env(), audio_file_id).as_dict()
+    claims = JobMetaClaims.of_current_job()
+    return process_file(Settings.from_env(), AudioSettings.from_env(), audio_file_id, claims=claims).as_dict()

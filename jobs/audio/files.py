@@ -2,7 +2,8 @@
 
 Every change of status is one conditional UPDATE, so two workers can never both
 process a file: the claim moves ``pending``/``failed``/``rejected`` (or a ``processing``
-row whose worker stopped sending heartbeats) to ``processing`` and bumps ``attempts``.
+row whose worker stopped sending heartbeats, or whose claim the same job made on an
+attempt that is over) to ``processing`` and bumps ``attempts``.
 That attempt number is the claim's token: heartbeats and the final update only touch
 the row while it still carries it, so a worker presumed dead cannot overwrite the
 work of the one that took over.
@@ -80,11 +81,20 @@ class AudioFiles:
         query = sql.SQL("SELECT {cols} FROM {table} WHERE id = %(id)s").format(cols=self._returning, table=self.table)
         return self._one(query, {"id": file_id})
 
-    def claim(self, file_id: str, *, stale_after_s: int, replacing_sha256: str | None = None) -> AudioFile | None:
+    def claim(
+        self,
+        file_id: str,
+        *,
+        stale_after_s: int,
+        replacing_sha256: str | None = None,
+        own_token: int | None = None,
+    ) -> AudioFile | None:
         """Move the row to ``processing`` if nobody is working on it; None if somebody is.
 
         A ``ready`` row is claimed only with ``replacing_sha256``, its recorded source
-        hash, once the caller has seen that the source changed since.
+        hash, once the caller has seen that the source changed since. A ``processing``
+        row is taken over once stale, or at once when it still carries ``own_token``:
+        the claim an earlier, finished attempt of the caller's own job made.
         """
         query = sql.SQL(
             """
@@ -93,12 +103,19 @@ class AudioFiles:
              WHERE id = %(id)s
                AND (status = ANY(%(claimable)s)
                     OR (status = 'processing' AND updated_at < now() - make_interval(secs => %(stale)s))
+                    OR (status = 'processing' AND attempts = %(own)s::integer)
                     OR (status = 'ready' AND %(replacing)s::text IS NOT NULL
                         AND source_sha256 IS NOT DISTINCT FROM %(replacing)s::text))
             RETURNING {cols}
             """
         ).format(table=self.table, cols=self._returning)
-        params = {"id": file_id, "claimable": list(CLAIMABLE), "stale": stale_after_s, "replacing": replacing_sha256}
+        params = {
+            "id": file_id,
+            "claimable": list(CLAIMABLE),
+            "stale": stale_after_s,
+            "replacing": replacing_sha256,
+            "own": own_token,
+        }
         return self._one(query, params)
 
     def heartbeat(self, file_id: str, token: int) -> bool:

@@ -159,9 +159,14 @@ def truncated(declared_s: float | None, decoded_s: float) -> bool:
     return decoded_s < declared_s * (1 - TRUNCATION_SHARE) - TRUNCATION_SLACK_S
 
 
+def output_prefix(audio_file_id: str) -> str:
+    """The folder of every output of one file, relative to AUDIO_STORAGE_URL."""
+    return f"processed/{audio_file_id}"
+
+
 def output_key(audio_file_id: str, source_sha256: str, output_format: OutputFormat) -> str:
     """Where the processed file goes, relative to AUDIO_STORAGE_URL; one key per source content."""
-    return f"processed/{audio_file_id}/{source_sha256[:16]}.{EXTENSIONS[output_format]}"
+    return f"{output_prefix(audio_file_id)}/{source_sha256[:16]}.{EXTENSIONS[output_format]}"
 
 
 def _round(value: float) -> float:

@@ -3,8 +3,11 @@
 The order gives the exactly-once effect: the row is claimed with a conditional
 UPDATE; the output object is complete in storage before the row says ``ready``; a
 failure of any kind leaves the row ``failed`` (or ``rejected``) with its reason, never
-``processing``. A worker killed outright stops sending heartbeats, and its row is
-claimed again by the next attempt once ``AUDIO_STALE_AFTER_S`` has passed.
+``processing``. A worker killed outright leaves its row ``processing``: the same job's
+next attempt takes it back at once (the claim is remembered in the job, see
+``jobs.audio.claims``); any other job takes it over once ``AUDIO_STALE_AFTER_S`` has
+passed without a heartbeat. Whoever takes a row over first discards the partial
+outputs the dead attempt left, so the row's output is the only object it leaves.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import psycopg
 import structlog
 
 from jobs.audio import policy
+from jobs.audio.claims import ClaimMemory
 from jobs.audio.config import AudioSettings
 from jobs.audio.errors import AudioInputError, AudioLimitError, ClaimLostError
 from jobs.audio.files import AudioFile, AudioFiles, Result
@@ -54,13 +58,23 @@ class Outcome:
 
 
 def process_file(
-    settings: Settings, audio: AudioSettings, audio_file_id: int | str, *, store: ObjectStore | None = None
+    settings: Settings,
+    audio: AudioSettings,
+    audio_file_id: int | str,
+    *,
+    store: ObjectStore | None = None,
+    claims: ClaimMemory | None = None,
 ) -> Outcome:
-    """Process ``audio_file_id`` with storage and database from the settings."""
+    """Process ``audio_file_id`` with storage and database from the settings.
+
+    ``claims`` remembers this job's claim across its attempts (the worker passes the RQ
+    job's); without it a row left ``processing`` is taken over only once stale.
+    """
     location = StorageLocation.parse(audio.storage_url)
     store = store or open_store(location, addressing_style=settings.s3_addressing_style)
     with _connect(settings.database_url) as conn:
-        return Processor(AudioFiles(conn, audio.table_parts), store, location, audio).run(str(audio_file_id))
+        files = AudioFiles(conn, audio.table_parts)
+        return Processor(files, store, location, audio, claims).run(str(audio_file_id))
 
 
 @contextmanager
@@ -99,11 +113,19 @@ class Heartbeat:
 
 
 class Processor:
-    def __init__(self, files: AudioFiles, store: ObjectStore, location: StorageLocation, audio: AudioSettings):
+    def __init__(
+        self,
+        files: AudioFiles,
+        store: ObjectStore,
+        location: StorageLocation,
+        audio: AudioSettings,
+        claims: ClaimMemory | None = None,
+    ):
         self.files = files
         self.store = store
         self.location = location
         self.audio = audio
+        self.claims = claims
 
     def run(self, file_id: str) -> Outcome:
         with structlog.contextvars.bound_contextvars(audio_file_id=file_id):
@@ -122,13 +144,20 @@ class Processor:
                 log.info("audio_skipped", reason=skip_reason)
                 return Outcome(file_id, "skipped", "ready", skip_reason, {"output_key": row.output_key})
             replacing = row.source_sha256
-        claimed = self.files.claim(file_id, stale_after_s=self.audio.stale_after_s, replacing_sha256=replacing)
+        own_token = self.claims.recall(file_id) if self.claims is not None else None
+        claimed = self.files.claim(
+            file_id, stale_after_s=self.audio.stale_after_s, replacing_sha256=replacing, own_token=own_token
+        )
         if claimed is None:
             return self._not_claimed(file_id)
         token = claimed.attempts
         log.info("audio_claimed", attempt=token, previous_status=row.status)
         started = time.monotonic()
         try:
+            if self.claims is not None:
+                self.claims.remember(file_id, token)
+            if row.status == "processing":
+                self._discard_partial_outputs(file_id)
             result = self._process(claimed, token)
         except AudioLimitError as exc:
             return self._finish(file_id, token, "rejected", exc)
@@ -250,8 +279,15 @@ class Processor:
         try:
             self.files.finish(file_id, token, "failed", reason)
         except (RailyardError, psycopg.Error) as db_exc:
-            # The row stays `processing` until its claim goes stale; the next attempt takes it over.
+            # The row stays `processing`: this job's next attempt takes it back, any other once it is stale.
             log.warning("audio_release_failed", error=str(db_exc))
+
+    def _discard_partial_outputs(self, file_id: str) -> None:
+        """Abort the uploads a dead attempt left under this file's outputs; it can no longer complete them."""
+        prefix = self.location.key(policy.output_prefix(file_id)) + "/"  # so file 1 never touches file 10's
+        for upload in list(self.store.list_incomplete_uploads(prefix)):
+            self.store.abort_incomplete_upload(upload)
+            log.info("audio_partial_output_discarded", output_key=upload.key)
 
     def _delete_quietly(self, key: str) -> None:
         try:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +21,11 @@ import numpy as np
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from rq import Queue
+from rq.job import Job
 
+from jobs.audio.claims import META_KEY as CLAIM_META_KEY
+from jobs.audio.claims import JobMetaClaims
 from jobs.audio.config import AudioSettings
 from jobs.audio.errors import ClaimLostError
 from jobs.audio.files import AudioFiles
@@ -58,8 +65,9 @@ class Env:
     def output(self, file_id: str) -> bytes:
         return self.store.get_bytes(self.location.key(self.row(file_id)["output_key"]))
 
-    def process(self, file_id: str, **overrides: Any) -> dict[str, Any]:
-        return process_file(self.settings, replace(self.audio, **overrides), file_id, store=self.store).as_dict()
+    def process(self, file_id: str, claims: JobMetaClaims | None = None, **overrides: Any) -> dict[str, Any]:
+        audio = replace(self.audio, **overrides)
+        return process_file(self.settings, audio, file_id, store=self.store, claims=claims).as_dict()
 
 
 @pytest.fixture
@@ -340,6 +348,67 @@ def test_heartbeat_keeps_the_claim_fresh_and_notices_a_takeover(env: Env) -> Non
         now[0] = 40.0
         with pytest.raises(ClaimLostError, match="taken over by another worker"):
             beat()  # ...and the first worker learns it at its next heartbeat
+
+
+KILLED_UPLOADS = """
+import os, signal, sys
+from jobs.storage.local import LocalStore
+store = LocalStore(sys.argv[1])
+uploads = [store.open_upload(key) for key in sys.argv[2:]]
+for upload in uploads:
+    upload.write(b"the first half of an output")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def killed_attempt(env: Env, redis_conn: Any, file_id: str, *more_uploads: str) -> Job:
+    """What an attempt SIGKILLed mid-upload leaves: the row claimed, the claim in its job, a partial output.
+
+    ``more_uploads`` are keys of other uploads in progress at that moment, left in storage as well.
+    """
+    job = Queue("audio", connection=redis_conn).enqueue("jobs.audio.process_audio", kwargs={"audio_file_id": file_id})
+    with psycopg.connect(env.settings.database_url, autocommit=True) as conn:
+        claimed = AudioFiles(conn, ("audio_files",)).claim(file_id, stale_after_s=300)
+    assert claimed is not None
+    JobMetaClaims(job).remember(file_id, claimed.attempts)
+    keys = [env.location.key(f"processed/{file_id}/0123456789abcdef.m4a"), *more_uploads]
+    died = subprocess.run([sys.executable, "-c", KILLED_UPLOADS, str(env.location), *keys], check=False)
+    assert -signal.SIGKILL == died.returncode
+    assert sorted(keys) == [u.key for u in env.store.list_incomplete_uploads()]
+    return job
+
+
+def test_the_retry_of_a_killed_attempt_takes_its_claim_back_at_once(env: Env, redis_conn: Any) -> None:
+    """Only the same job's next attempt reclaims a fresh claim, and it discards the dead attempt's partial output."""
+    file_id, _ = upload_speech(env)
+    neighbour = env.location.key(f"processed/{file_id}0/fedcba9876543210.m4a")  # file 10's, when this is file 1
+    job = killed_attempt(env, redis_conn, file_id, neighbour)
+    other = Queue("audio", connection=redis_conn).enqueue("jobs.audio.process_audio", kwargs={"audio_file_id": file_id})
+
+    with pytest.raises(LockBusyError, match="is being processed by another worker"):
+        env.process(file_id, claims=JobMetaClaims(Job.fetch(other.id, connection=redis_conn)))
+    with pytest.raises(LockBusyError):
+        env.process(file_id)  # no job at all (the CLI): waits for the claim to go stale
+    result = env.process(file_id, claims=JobMetaClaims(Job.fetch(job.id, connection=redis_conn)))
+
+    assert ("processed", "ready") == (result["outcome"], result["status"])
+    row = env.row(file_id)
+    assert ("ready", 2) == (row["status"], row["attempts"])
+    assert [row["output_key"]] == [o.key for o in env.store.list(env.location.key("processed"))]
+    assert [neighbour] == [u.key for u in env.store.list_incomplete_uploads()]
+    assert {"audio_file_id": file_id, "token": 2} == Job.fetch(job.id, connection=redis_conn).meta[CLAIM_META_KEY]
+
+
+def test_a_remembered_claim_taken_over_since_is_left_to_its_new_owner(env: Env, redis_conn: Any) -> None:
+    file_id, _ = upload_speech(env)
+    job = killed_attempt(env, redis_conn, file_id)
+    with psycopg.connect(env.settings.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE audio_files SET updated_at = now() - interval '301 seconds' WHERE id = %s", [file_id])
+        assert AudioFiles(conn, ("audio_files",)).claim(file_id, stale_after_s=300) is not None  # a live new owner
+
+    with pytest.raises(LockBusyError, match=f"audio file {file_id} is being processed by another worker"):
+        env.process(file_id, claims=JobMetaClaims(Job.fetch(job.id, connection=redis_conn)))
+    assert ("processing", 2) == (env.row(file_id)["status"], env.row(file_id)["attempts"])
 
 
 class FlakyStore(LocalStore):
