@@ -20,9 +20,11 @@ json: without being unpickled).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+import redis
 import structlog
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
@@ -37,6 +39,7 @@ from railyard.errors import ConfigError
 from railyard.failed_jobs import error_summary
 from railyard.reconnect import keep_reconnecting
 from railyard.settings import Settings
+from worker.orphans import sweep_once_per_interval
 from worker.tuning import WorkerTuning
 
 log = structlog.get_logger()
@@ -64,6 +67,20 @@ class RailyardWorker(Worker):
         """Once registered with Redis, wait out later Redis restarts rather than exit mid-job."""
         super().bootstrap(*args, **kwargs)
         keep_reconnecting(self.connection, Settings.from_env().redis_reconnect_timeout_s)
+
+    def run_maintenance_tasks(self) -> None:
+        """rq's registry cleanup, then put back jobs a dead worker took off a queue but never started."""
+        super().run_maintenance_tasks()
+        try:
+            sweep_once_per_interval(
+                self.connection,
+                [queue.name for queue in self.queues],
+                now=datetime.now(UTC),
+                grace_s=self.tuning.heartbeat_grace_s,
+                interval_s=int(self.maintenance_interval),
+            )
+        except redis.RedisError as exc:  # the next interval tries again
+            log.warning("orphan_sweep_failed", error=str(exc))
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         if not job_serializer.is_readable(job):

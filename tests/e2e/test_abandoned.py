@@ -74,3 +74,19 @@ def test_killed_workers_job_is_failed_with_a_clear_reason(start_worker, redis_ur
     assert (False, "AbandonedJobError") == (line["will_retry"], line["error_type"])
     assert line["error"].startswith("abandoned: the worker running this job stopped")
     assert [] == StartedJobRegistry("backup", connection=redis_conn).get_job_ids(cleanup=False)
+
+
+def test_a_job_popped_by_a_worker_that_died_before_starting_it_is_put_back_and_runs_once(
+    start_worker, redis_url, redis_conn
+) -> None:
+    """A worker killed between taking a job off the queue and recording it as started left it nowhere."""
+    job_id = enqueue_plain(redis_url, "backup", "jobs.diagnostics.ping")
+    assert 1 == redis_conn.lrem("rq:queue:backup", 1, job_id)  # the dead worker's BLPOP
+    assert JobStatus.QUEUED == Job.fetch(job_id, connection=redis_conn).get_status()
+
+    worker = start_worker({"REDIS_URL": redis_url, **FAST_CLEANUP_ENV}, FAST_CLEANUP_ARGS)
+    job = wait_status(redis_conn, job_id, {JobStatus.FINISHED, JobStatus.FAILED}, timeout_s=60)
+    assert JobStatus.FINISHED == job.get_status()
+    rescued = worker.wait_for(lambda line: line.get("event") == "orphaned_job_requeued")
+    assert ("backup", job_id) == (rescued["queue"], rescued["job_id"])
+    assert [job_id] == [line["job_id"] for line in worker.lines() if line.get("event") == "ping_started"]
