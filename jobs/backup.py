@@ -94,6 +94,14 @@ def backup_database(
             started = key.taken_at + timedelta(seconds=1)
             key = backup_key(location, settings.environment, target.dbname, started, encrypted=encryption.enabled)
         part_size = tuning.part_size or choose_part_size(db_size)
+        concurrency = tuning.concurrency_for(part_size)
+        if part_size * (concurrency + 1) > tuning.upload_memory:
+            log.warning(
+                "upload_memory_over_budget",
+                needed_bytes=part_size * (concurrency + 1),
+                budget_bytes=tuning.upload_memory,
+                hint="the database needs parts this large to fit in 10,000; raise BACKUP_UPLOAD_MEMORY_MB",
+            )
         log.info(
             "backup_started",
             database=target.dbname,
@@ -102,6 +110,7 @@ def backup_database(
             server_version=server_version,
             pg_dump_version=pg_dump.version,
             part_size=part_size,
+            upload_concurrency=concurrency,
             database_bytes=db_size,
         )
         counts: dict[str, Any] = {}
@@ -109,7 +118,7 @@ def backup_database(
             target=_run_into, args=(counts, count_rows, conn, tuning.row_counts, options), daemon=True
         )
         t0 = time.monotonic()
-        with store.open_upload(key.key, part_size=part_size, concurrency=tuning.upload_concurrency) as upload:
+        with store.open_upload(key.key, part_size=part_size, concurrency=concurrency) as upload:
             stream = _DumpStream(pg_dump_argv(pg_dump, target, snapshot, options), target)
             counter.start()
             try:

@@ -14,6 +14,7 @@ from railyard.errors import ConfigError, PermanentError
 
 DEFAULT_ZSTD_LEVEL = 3
 DEFAULT_UPLOAD_CONCURRENCY = 4
+DEFAULT_UPLOAD_MEMORY_MB = 256  # upload buffers of one backup: part size x (parts in flight + 1)
 ROW_COUNT_MODES = ("exact", "estimate", "off")
 
 # pg_dump flags a user may add; anything else could change the format, the snapshot
@@ -103,6 +104,15 @@ class BackupTuning:
     row_counts: Literal["exact", "estimate", "off"] = "exact"
     part_size: int | None = None  # None: chosen from the database's size
     upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY
+    upload_memory: int = DEFAULT_UPLOAD_MEMORY_MB * MiB
+
+    def concurrency_for(self, part_size: int) -> int:
+        """Parts uploaded at once: the configured number, fewer when their buffers would pass the budget.
+
+        One backup holds part_size x (concurrency + 1) bytes of buffers; big databases get big
+        parts (10,000 parts at most), so they upload fewer at a time. Never fewer than one.
+        """
+        return max(1, min(self.upload_concurrency, self.upload_memory // part_size - 1))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BackupTuning:
@@ -118,6 +128,7 @@ class BackupTuning:
         if 0 < part_mb < 8:
             problems.append(f"BACKUP_PART_SIZE_MB={part_mb} is below 8 (S3 parts must be at least 5 MiB)")
         concurrency = integer("BACKUP_UPLOAD_CONCURRENCY", DEFAULT_UPLOAD_CONCURRENCY, 1, 32)
+        memory_mb = integer("BACKUP_UPLOAD_MEMORY_MB", DEFAULT_UPLOAD_MEMORY_MB, 16, 64 * 1024)
         counts = env.get("BACKUP_ROW_COUNTS", "exact").strip().lower() or "exact"
         if counts not in ROW_COUNT_MODES:
             problems.append(f"BACKUP_ROW_COUNTS={counts!r} is not one of {', '.join(ROW_COUNT_MODES)}")
@@ -130,4 +141,5 @@ class BackupTuning:
             row_counts=counts,  # type: ignore[arg-type]
             part_size=part_mb * MiB if part_mb else None,
             upload_concurrency=concurrency,
+            upload_memory=memory_mb * MiB,
         )

@@ -76,7 +76,28 @@ def test_tuning_reports_every_bad_variable() -> None:
         "BACKUP_ROW_COUNTS": "some",
         "BACKUP_PART_SIZE_MB": "4",
         "BACKUP_UPLOAD_CONCURRENCY": "x",
+        "BACKUP_UPLOAD_MEMORY_MB": "8",
     }
     with pytest.raises(ConfigError) as info:
         BackupTuning.from_env(env)
-    assert 4 == len(info.value.problems)
+    assert 5 == len(info.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("database_size", "memory_mb", "concurrency"),
+    [
+        (10 * 1024**3, 256, 4),  # 8 MiB parts: the configured 4 (40 MiB of buffers)
+        (500 * 1024**3, 256, 1),  # 103 MiB parts: one in flight, one filling (206 MiB)
+        (300 * 1024**3, 256, 3),  # 62 MiB parts: three in flight, one filling (248 MiB)
+        (300 * 1024**3, 1024, 4),  # a larger budget: the configured 4
+        (5 * TiB, 256, 1),  # 1 GiB parts: never fewer than one
+    ],
+)
+def test_upload_concurrency_keeps_buffers_within_the_memory_budget(
+    database_size: int, memory_mb: int, concurrency: int
+) -> None:
+    tuning = BackupTuning.from_env({"BACKUP_UPLOAD_MEMORY_MB": str(memory_mb)})
+    part_size = choose_part_size(database_size)
+    chosen = tuning.concurrency_for(part_size)
+    assert concurrency == chosen
+    assert part_size * (chosen + 1) <= memory_mb * 1024**2 or chosen == 1
