@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog.testing
 from psycopg import sql
 
 from jobs import pgtools
@@ -358,6 +359,20 @@ def test_backups_in_the_same_second_get_their_own_ids(database_url: str, storage
     assert sorted([first.id, second.id]) == sorted(m.id for m in list_backups(store, location))
     for manifest in (first, second):
         assert manifest.sha256 == hashlib.sha256(store.get_bytes(manifest.key)).hexdigest()
+
+
+@pytest.mark.parametrize(("part_mb", "memory_mb", "over_budget"), [(8, 24, False), (16, 16, True)])
+def test_parts_in_flight_follow_the_memory_budget(
+    database_url: str, bucket: str, part_mb: int, memory_mb: int, over_budget: bool
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE notes AS SELECT generate_series(1, 100) AS id")
+    env = {"BACKUP_PART_SIZE_MB": str(part_mb), "BACKUP_UPLOAD_MEMORY_MB": str(memory_mb)}
+    with structlog.testing.capture_logs() as logs:
+        backup_database(settings_for(database_url, f"s3://{bucket}/pg"), tuning=BackupTuning.from_env(env))
+    [started] = [line for line in logs if line["event"] == "backup_started"]
+    assert (part_mb * 1024**2, memory_mb // part_mb - 1 or 1) == (started["part_size"], started["upload_concurrency"])
+    assert over_budget == any(line["event"] == "upload_memory_over_budget" for line in logs)
 
 
 def test_restore_refuses_production_database_without_force(database_url: str, tmp_path: Path) -> None:
