@@ -52,7 +52,8 @@ ABANDONED_REASON = (
 
 class RailyardWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any):
-        self.serializer_name = Settings.from_env().serializer
+        self.settings = Settings.from_env()  # validated once by worker.rq_config; read once here
+        self.serializer_name = self.settings.serializer
         chosen = job_serializer.rq_serializer(self.serializer_name)
         _check_command_line_serializer(kwargs.get("serializer"), chosen, self.serializer_name)
         kwargs["serializer"] = chosen
@@ -66,7 +67,7 @@ class RailyardWorker(Worker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         """Once registered with Redis, wait out later Redis restarts rather than exit mid-job."""
         super().bootstrap(*args, **kwargs)
-        keep_reconnecting(self.connection, Settings.from_env().redis_reconnect_timeout_s)
+        keep_reconnecting(self.connection, self.settings.redis_reconnect_timeout_s)
 
     def run_maintenance_tasks(self) -> None:
         """rq's registry cleanup, then put back jobs a dead worker took off a queue but never started."""
