@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,10 @@ from botocore.config import Config
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import gen_db
+
+from tests.ports import free_port, wait_for_port
 
 MB = 1000**2
 S3_KEY_ID = "railyardbenchkey"
@@ -134,28 +136,12 @@ def measure(argv: Sequence[str], *, env: dict[str, str] | None = None, stdout_pa
     return Sample(wall_s=wall, cpu_s=result["cpu_s"], maxrss_mb=result["maxrss_kb"] * 1024 / MB)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout_s}s")
-
-
 @contextmanager
 def server(argv: list[str], port: int, log_path: Path) -> Iterator[str]:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port)
+        wait_for_port(port, timeout_s=30)
         url = f"http://127.0.0.1:{port}"
         s3_client(url).create_bucket(Bucket=S3_BUCKET)
         yield url
