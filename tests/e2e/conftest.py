@@ -159,10 +159,10 @@ print(job.id)
 """
 
 
-def enqueue_plain(redis_url: str, queue: str, func: str, **kwargs: Any) -> str:
-    """Enqueue by string path from a separate Python process that does not import Railyard."""
+def run_producer(script: str, *args: str) -> str:
+    """Run a producer script in a separate Python process outside the project; return what it prints."""
     out = subprocess.run(
-        [sys.executable, "-c", PLAIN_PRODUCER, redis_url, queue, func, json.dumps(kwargs)],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         check=True,
@@ -170,3 +170,8 @@ def enqueue_plain(redis_url: str, queue: str, func: str, **kwargs: Any) -> str:
         env={"PATH": os.environ.get("PATH", "")},
     )
     return out.stdout.strip()
+
+
+def enqueue_plain(redis_url: str, queue: str, func: str, **kwargs: Any) -> str:
+    """Enqueue by string path from a separate Python process that does not import Railyard."""
+    return run_producer(PLAIN_PRODUCER, redis_url, queue, func, json.dumps(kwargs))

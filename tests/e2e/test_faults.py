@@ -78,18 +78,24 @@ def store_for(env: dict[str, str]):  # type: ignore[no-untyped-def]
     return open_store(location, addressing_style="path"), location
 
 
+def backup_under_way(start_worker, redis_url, database_url, s3):  # type: ignore[no-untyped-def]
+    """A worker (fast cleanup) running a backup through the slow proxy: (worker, env, job id, backup key)."""
+    seed_incompressible(database_url)
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **s3, **FAST_CLEANUP_ENV}
+    worker = start_worker(env, FAST_CLEANUP_ARGS)
+    job_id = enqueue_plain(redis_url, "backup", "jobs.backup.run_backup")
+    started = worker.wait_for(lambda line: line.get("event") == "backup_started", timeout_s=60)
+    return worker, env, job_id, started["key"]
+
+
 def test_sigkill_during_backup_is_retried_and_leaves_only_an_abortable_upload(
     start_worker, redis_url, redis_conn, database_url, slow_s3, monkeypatch
 ) -> None:
     proxy, s3 = slow_s3
-    seed_incompressible(database_url)
-    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **s3, **FAST_CLEANUP_ENV}
-    first = start_worker(env, FAST_CLEANUP_ARGS)
-    job_id = enqueue_plain(redis_url, "backup", "jobs.backup.run_backup")
-    started = first.wait_for(lambda line: line.get("event") == "backup_started", timeout_s=60)
+    first, env, job_id, key = backup_under_way(start_worker, redis_url, database_url, s3)
     time.sleep(1.5)  # mid-upload
     kill_everything(first.popen)
-    assert_killed_backup_is_redone(start_worker, env, redis_conn, job_id, started["key"], proxy, s3, monkeypatch)
+    assert_killed_backup_is_redone(start_worker, env, redis_conn, job_id, key, proxy, s3, monkeypatch)
 
 
 def test_sigterm_with_too_short_a_draining_window_ends_as_a_kill(
@@ -97,18 +103,14 @@ def test_sigterm_with_too_short_a_draining_window_ends_as_a_kill(
 ) -> None:
     """A deploy whose drainingSeconds is shorter than the backup: SIGTERM, then SIGKILL before it ends."""
     proxy, s3 = slow_s3
-    seed_incompressible(database_url)
-    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **s3, **FAST_CLEANUP_ENV}
-    first = start_worker(env, FAST_CLEANUP_ARGS)
-    job_id = enqueue_plain(redis_url, "backup", "jobs.backup.run_backup")
-    started = first.wait_for(lambda line: line.get("event") == "backup_started", timeout_s=60)
+    first, env, job_id, key = backup_under_way(start_worker, redis_url, database_url, s3)
     first.popen.send_signal(signal.SIGTERM)
     first.wait_for(lambda line: "warm shut down requested" in str(line.get("event", "")))
     time.sleep(1.0)  # the draining window, shorter than the upload
     assert first.popen.poll() is None, "the worker should still be draining"
     kill_everything(first.popen)
     assert not [line for line in first.lines() if line.get("event") == "backup_completed"]
-    assert_killed_backup_is_redone(start_worker, env, redis_conn, job_id, started["key"], proxy, s3, monkeypatch)
+    assert_killed_backup_is_redone(start_worker, env, redis_conn, job_id, key, proxy, s3, monkeypatch)
 
 
 def assert_killed_backup_is_redone(start_worker, env, redis_conn, job_id, killed_key, proxy, s3, monkeypatch) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from rq.serializers import JSONSerializer
 
 from scheduler.registration import SCHEDULED_JOBS_KEY, registration_id
 from tests.conftest import ROOT
-from tests.e2e.conftest import child_env, kill_group, procfile_command, run_cli
+from tests.e2e.conftest import child_env, kill_group, procfile_command, run_cli, run_producer
 from tests.e2e.test_backup_e2e import seed
 from tests.e2e.test_scheduler import ENV, dbname, todays_period, wait_until
 from tests.webhook_server import webhook_server
@@ -58,15 +57,7 @@ print(job.id)
 
 
 def enqueue_pickled_payload(redis_url: str, marker: Path) -> str:
-    out = subprocess.run(
-        [sys.executable, "-c", PICKLE_PRODUCER, redis_url, str(marker)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd="/",
-        env={"PATH": os.environ.get("PATH", "")},
-    )
-    return out.stdout.strip()
+    return run_producer(PICKLE_PRODUCER, redis_url, str(marker))
 
 
 def enqueue_with_client(redis_url: str, func: str, env: dict[str, str], **kwargs: Any) -> str:
