@@ -75,6 +75,8 @@ class PgTarget:
     def with_dbname(self, dbname: str) -> PgTarget:
         from urllib.parse import quote
 
+        if "\x00" in dbname:
+            raise PermanentError(f"database name {dbname!r} contains a NUL character, which no PostgreSQL name can")
         parts = urlsplit(self.url)
         return PgTarget(parts._replace(path="/" + quote(dbname, safe="")).geturl())
 
