@@ -32,8 +32,10 @@ from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
 from jobs.rowcounts import count_rows
 from jobs.storage import StorageLocation, choose_part_size, open_store
 from railyard import __version__, alerts
+from railyard.conninfo import password_forms
 from railyard.errors import LockBusyError, PermanentError, RailyardError, RetryableError
-from railyard.settings import Settings, url_password
+from railyard.redact import redactor
+from railyard.settings import Settings
 
 log = structlog.get_logger()
 
@@ -267,9 +269,7 @@ class _DumpStream:
         text = self._stderr.decode(errors="replace")
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
-        password = url_password(self._target.url)
-        if password:
-            detail = detail.replace(password, "***")
+        detail = redactor(extra=password_forms(self._target.url))(detail)
         name = self._name
         if returncode < 0:
             return RetryableError(f"{name} was killed by signal {-returncode}; nothing was stored")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 from jobs.pgtools import PgTarget
+from railyard.conninfo import conninfo_problems
 from railyard.errors import ConfigError, NotFoundError
 from railyard.settings import Settings, redact_url
 
@@ -24,10 +24,10 @@ def named_database_urls(environ: Mapping[str, str] | None = None) -> dict[str, s
     problems = []
     for entry in raw.replace(",", " ").split():
         name, sep, url = entry.partition("=")
-        if not sep or not name or urlsplit(url).scheme not in ("postgres", "postgresql"):
-            problems.append(
-                f"BACKUP_DATABASE_URLS entry {name + sep + redact_url(url)!r} is not name=postgresql://user@host/db"
-            )
+        if not sep or not name or "://" in name:
+            problems.append(f"BACKUP_DATABASE_URLS entry {redact_url(entry)!r} is not name=postgresql://user@host/db")
+        elif conninfo_problems(f"BACKUP_DATABASE_URLS entry {name!r}", url):
+            problems.extend(conninfo_problems(f"BACKUP_DATABASE_URLS entry {name!r}", url))
         elif name in urls:
             problems.append(f"BACKUP_DATABASE_URLS names {name!r} twice")
         else:

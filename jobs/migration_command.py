@@ -15,15 +15,16 @@ from collections.abc import Mapping, Sequence
 
 import structlog
 
+from railyard.conninfo import password_forms
 from railyard.errors import PermanentError
-from railyard.settings import REDACTED, url_password
+from railyard.redact import Redactor, environment_secrets, spellings
 
 log = structlog.get_logger()
 
 
 def refuse_secret_in_argv(argv: Sequence[str], database_url: str) -> None:
-    password = url_password(database_url)
-    if password and any(password in arg for arg in argv):
+    forms = {form for password in password_forms(database_url) for form in spellings(password)}
+    if forms and any(form in arg for arg in argv for form in forms):
         raise PermanentError(
             "MIGRATE_COMMAND contains the database password; remove it: the command receives DATABASE_URL "
             "in its environment"
@@ -33,7 +34,7 @@ def refuse_secret_in_argv(argv: Sequence[str], database_url: str) -> None:
 def run_command(argv: Sequence[str], database_url: str, environ: Mapping[str, str] | None = None) -> None:
     """Run ``argv`` to completion, logging each output line; raise if it exits non-zero."""
     refuse_secret_in_argv(argv, database_url)
-    password = url_password(database_url)
+    redact = Redactor((*password_forms(database_url), *environment_secrets(environ)))
     env = dict(os.environ if environ is None else environ)
     env["DATABASE_URL"] = database_url
     shown = shlex.join(argv)
@@ -55,10 +56,7 @@ def run_command(argv: Sequence[str], database_url: str, environ: Mapping[str, st
         ) from exc
     try:
         for line in proc.stdout or ():
-            text = line.rstrip("\n")
-            if password:
-                text = text.replace(password, REDACTED)
-            log.info("migrate_command_output", line=text)
+            log.info("migrate_command_output", line=redact(line.rstrip("\n")))
         code = proc.wait()
     finally:
         if proc.poll() is None:

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import structlog
 
+from railyard.conninfo import Conninfo
 from railyard.errors import LockBusyError, RetryableError
 
 log = structlog.get_logger()
@@ -28,9 +29,10 @@ Conn = psycopg.Connection[Any]
 
 
 def connect(database_url: str, application_name: str) -> Conn:
-    return psycopg.connect(
-        database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name=application_name
+    kwargs = Conninfo.parse(database_url, "DATABASE_URL").connect_kwargs(
+        autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name=application_name
     )
+    return psycopg.connect(**kwargs)
 
 
 def database_name(conn: Conn) -> str:

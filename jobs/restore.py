@@ -27,8 +27,10 @@ from jobs.catalog import Manifest, find_backup
 from jobs.encryption import EncryptionConfig, decrypt_chunks
 from jobs.pgtools import PgTarget, find_tool, server_major
 from jobs.storage import ObjectStore, StorageLocation, open_store
+from railyard.conninfo import password_forms
 from railyard.errors import PermanentError, RetryableError
-from railyard.settings import Settings, url_password
+from railyard.redact import redactor
+from railyard.settings import Settings
 
 log = structlog.get_logger()
 
@@ -274,9 +276,7 @@ def _finish_runner(runner: subprocess.Popen[bytes], relay: restore_script.Relay,
 def _restore_failure(returncode: int, stderr: bytearray, target: PgTarget, tool: str = "pg_restore") -> Exception:
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no message")
-    password = url_password(target.url)
-    if password:
-        detail = detail.replace(password, "***")
+    detail = redactor(extra=password_forms(target.url))(detail)
     if returncode < 0:
         return RetryableError(f"{tool} was killed by signal {-returncode}; the target was rolled back")
     return PermanentError(f"{tool} failed (exit {returncode}): {detail}; the target was rolled back")

@@ -29,8 +29,9 @@ from jobs.pgtools import PgTarget
 from jobs.restore import restore_manifest
 from jobs.storage import ObjectStore, StorageLocation, open_store
 from railyard.alerts import Alert, send_alert
+from railyard.conninfo import conninfo_problems
 from railyard.errors import ConfigError, LockBusyError, PermanentError, RailyardError
-from railyard.settings import Settings, redact_url
+from railyard.settings import Settings
 
 log = structlog.get_logger()
 
@@ -211,12 +212,10 @@ def verify_server(settings: Settings, environ: Mapping[str, str] | None = None) 
     """Where scratch databases are created: VERIFY_DATABASE_URL's server, else DATABASE_URL's."""
     env = os.environ if environ is None else environ
     url = env.get("VERIFY_DATABASE_URL", "").strip()
-    if url and not url.startswith(("postgresql://", "postgres://")):
+    problems = conninfo_problems("VERIFY_DATABASE_URL", url) if url else []
+    if problems:
         raise ConfigError(
-            [
-                f"VERIFY_DATABASE_URL={redact_url(url)!r} is not a PostgreSQL URL; use "
-                "postgresql://user:password@host:5432/postgres (a user with CREATEDB), or unset it to use DATABASE_URL"
-            ]
+            [*problems, "VERIFY_DATABASE_URL names the server for scratch databases; unset it to use DATABASE_URL"]
         )
     return PgTarget(url or settings.database_url)
 

@@ -19,7 +19,7 @@ import structlog
 from railyard import delivery
 from railyard.alert_config import AlertConfig
 from railyard.errors import ConfigError
-from railyard.settings import REDACTED, SECRET_VARIABLES, url_password
+from railyard.redact import Redactor, environment_secrets
 
 log = structlog.get_logger()
 
@@ -49,25 +49,13 @@ class Alert:
 
 
 def scrub(value: Any, secrets: tuple[str, ...]) -> Any:
-    """``value`` with every occurrence of every secret replaced, in nested dicts and lists too."""
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {scrub(str(k), secrets): scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(v, secrets) for v in value]
-    return value
+    """``value`` with every spelling of every secret replaced, in nested dicts and lists too."""
+    return Redactor(secrets).value(value)
 
 
 def process_secrets() -> tuple[str, ...]:
     """Every secret this process can see in its environment, whether or not settings load."""
-    found = [url_password(os.environ.get(name, "")) for name in ("REDIS_URL", "DATABASE_URL", "RESTORE_TARGET_URL")]
-    found += [os.environ.get(name) for name in SECRET_VARIABLES]
-    for entry in os.environ.get("BACKUP_DATABASE_URLS", "").replace(",", " ").split():
-        found.append(url_password(entry.partition("=")[2]))
-    return tuple(s for s in found if s)
+    return environment_secrets(os.environ)
 
 
 def _config() -> AlertConfig | None:

@@ -1,8 +1,8 @@
 """Reachability checks for Redis, PostgreSQL and storage, and the client tools each database needs.
 
-One line each, no secrets. The client-tool check asks every configured database's server its
-version and names the pg_dump and pg_restore the version rule would pick (jobs.pgtools): it
-is what says whether this deployment can back up and restore at all.
+One line each, passed through the redaction layer. The client-tool check asks every configured
+database's server its version and names the pg_dump and pg_restore the version rule would
+pick (jobs.pgtools): it is what says whether this deployment can back up and restore at all.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import redis
 from jobs.databases import configured_databases, resolve_target
 from jobs.pgtools import PgTool, find_tool, server_major
 from jobs.storage import open_store
+from railyard.conninfo import Conninfo
 from railyard.errors import RailyardError
+from railyard.redact import redactor
 from railyard.settings import Settings, redact_url
 
 CONNECT_TIMEOUT_S = 5
@@ -46,9 +48,10 @@ def check_redis(settings: Settings) -> str:
 
 
 def check_postgres(settings: Settings) -> str:
-    with psycopg.connect(settings.database_url, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+    conninfo = Conninfo.parse(settings.database_url, "DATABASE_URL")
+    with psycopg.connect(**conninfo.connect_kwargs(connect_timeout=CONNECT_TIMEOUT_S)) as conn:
         version = conn.execute("SHOW server_version").fetchone()
-    return f"{redact_url(settings.database_url)} (PostgreSQL {version[0] if version else '?'})"
+    return f"{conninfo.display()} (PostgreSQL {version[0] if version else '?'})"
 
 
 def check_storage(settings: Settings) -> str:
@@ -98,7 +101,10 @@ def run_checks(settings: Settings) -> list[CheckResult]:
             results.append(CheckResult(name, True, check(settings)))
         except (RailyardError, redis.RedisError, psycopg.Error, OSError) as exc:
             results.append(CheckResult(name, False, _first_line(exc)))
-    return results + check_client_tools(settings)
+    redact = redactor(extra=settings.secrets)
+    return [
+        CheckResult(r.name, r.ok, redact(r.detail), redact.value(r.facts)) for r in results + check_client_tools(settings)
+    ]
 
 
 def _first_line(exc: BaseException) -> str:

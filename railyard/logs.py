@@ -16,22 +16,22 @@ from typing import Any
 
 import structlog
 
-from railyard.settings import REDACTED, Settings
+from railyard.redact import Redactor, environment_secrets
+from railyard.settings import Settings
 
 # Libraries that are chatty at INFO and say nothing an operator needs.
 QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
 
 
 class SecretScrubber:
-    """Replace each known secret with ``***`` in the final rendered line."""
+    """Replace every spelling of each known secret with ``***`` in the final rendered line."""
 
     def __init__(self, secrets: Iterable[str]):
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._redact = Redactor(secrets)
 
     def __call__(self, logger: Any, method: str, event: Any) -> Any:
         if isinstance(event, str):
-            for secret in self._secrets:
-                event = event.replace(secret, REDACTED)
+            return self._redact(event)
         return event
 
 
@@ -61,7 +61,7 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             renderer,
-            SecretScrubber(settings.secrets),
+            SecretScrubber((*settings.secrets, *environment_secrets())),
         ],
     )
     handler = logging.StreamHandler(stream or sys.stderr)

@@ -12,10 +12,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from railyard.conninfo import conninfo_problems, password_forms, raw_url_password, url_userinfo
 from railyard.envparse import whole_number
 from railyard.errors import ConfigError
+from railyard.redact import REDACTED, environment_secrets
 from railyard.serializer import DEFAULT_SERIALIZER, SERIALIZER_VARIABLE, SerializerName, parse_serializer
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -27,49 +29,46 @@ MAX_RECONNECT_S = 3600
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ADDRESSING_STYLES = ("auto", "path", "virtual")
-REDACTED = "***"
-
-# Variables whose whole value is secret: scrubbed from every log line if it ever leaks.
-SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "BACKUP_ENCRYPTION_IDENTITY")
+PRODUCTION = "production"
 
 
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``; other parts are kept."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return REDACTED
-    if parts.password is None:
+def redact_url(url: str, *, userinfo: bool = False) -> str:
+    """Return ``url`` with any password replaced by ``***`` (with ``userinfo``, the user too).
+
+    Works on any text, however malformed (an out-of-range port, an unclosed bracket).
+    """
+    found = url_userinfo(url)
+    if found is None:
         return url
-    return urlunsplit(parts._replace(netloc=_netloc(parts, password=REDACTED)))
+    scheme_end = url.index("://") + 3
+    start = url.index(found, scheme_end)
+    if userinfo:
+        shown = REDACTED
+    elif ":" in found:
+        shown = f"{found.split(':', 1)[0]}:{REDACTED}"
+    else:
+        return url
+    return url[:start] + shown + url[start + len(found) :]
 
 
 def url_password(url: str) -> str | None:
-    """The password embedded in ``url``, if any."""
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
+    """The password embedded in ``url``, if any, percent-decoded."""
+    forms = raw_url_password(url)
+    return forms[-1] if forms else None
 
 
 def strip_password(url: str) -> str:
-    """Return ``url`` without its password (for argv of child processes)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """Return ``url`` without its password."""
+    found = url_userinfo(url)
+    if found is None or ":" not in found:
         return url
-    return urlunsplit(parts._replace(netloc=_netloc(parts, password=None)))
+    start = url.index(found, url.index("://") + 3)
+    return url[:start] + found.split(":", 1)[0] + url[start + len(found) :]
 
 
-def _netloc(parts: SplitResult, password: str | None) -> str:
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    if parts.username is None:
-        return host
-    user = parts.username if password is None else f"{parts.username}:{password}"
-    return f"{user}@{host}"
+def is_production(environment: str) -> bool:
+    """``ENVIRONMENT`` names production, in any case (``Production``, ``PRODUCTION``)."""
+    return environment.strip().casefold() == PRODUCTION
 
 
 @dataclass(frozen=True)
@@ -109,17 +108,14 @@ class Settings:
 
         database_url = env.get("DATABASE_URL", "").strip()
         if not database_url:
-            if environment == "production":
+            if is_production(environment):
                 problems.append(
                     "DATABASE_URL is not set but ENVIRONMENT is production; set it to the "
                     "application database, e.g. ${{Postgres.DATABASE_URL}} on Railway"
                 )
             database_url = DEFAULT_DATABASE_URL
-        elif _scheme(database_url) not in ("postgres", "postgresql"):
-            problems.append(
-                f"DATABASE_URL={redact_url(database_url)!r} is not a PostgreSQL URL; "
-                "use postgresql://user:password@host:5432/dbname"
-            )
+        else:
+            problems.extend(conninfo_problems("DATABASE_URL", database_url))
 
         storage_url = get("BACKUP_STORAGE_URL", DEFAULT_BACKUP_STORAGE_URL)
         problems.extend(storage_url_problems("BACKUP_STORAGE_URL", storage_url))
@@ -132,7 +128,9 @@ class Settings:
         for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
             endpoint = env.get(name, "").strip()
             if endpoint and _scheme(endpoint) not in ("http", "https"):
-                problems.append(f"{name}={redact_url(endpoint)!r} is not an http(s) URL; e.g. https://s3.example.com")
+                problems.append(
+                    f"{name}={redact_url(endpoint, userinfo=True)!r} is not an http(s) URL; e.g. https://s3.example.com"
+                )
 
         log_level = get("LOG_LEVEL", "INFO").upper()
         if log_level not in LOG_LEVELS:
@@ -160,7 +158,7 @@ class Settings:
         if problems:
             raise ConfigError(problems)
 
-        secrets = tuple(s for s in (env.get(name, "") for name in SECRET_VARIABLES) if s)
+        secrets = environment_secrets(env)
         return cls(
             environment=environment,
             redis_url=redis_url,
@@ -178,8 +176,13 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret value these settings know of, for scrubbing output."""
-        found = [url_password(self.redis_url), url_password(self.database_url), *self.extra_secrets]
-        return tuple(s for s in found if s)
+        found = [*raw_url_password(self.redis_url), *password_forms(self.database_url), *self.extra_secrets]
+        return tuple(dict.fromkeys(s for s in found if s))
+
+    @property
+    def is_production(self) -> bool:
+        """ENVIRONMENT is production, whatever its case."""
+        return is_production(self.environment)
 
     def __repr__(self) -> str:
         shown = []

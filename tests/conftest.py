@@ -143,6 +143,8 @@ def bucket(s3_env: dict[str, str]) -> str:
 
 
 SENTINEL_PASSWORD = "Sentinel-pw-7Q3xZ"  # recognisable, so a leak anywhere can be searched for
+# The private cluster's password: the sentinel plus every character a URL must percent-encode.
+PG_PASSWORD = SENTINEL_PASSWORD + " @:/%#?&=+ end"
 
 
 def _pg_bin(name: str) -> str:
@@ -156,18 +158,20 @@ def _pg_bin(name: str) -> str:
 def pg_password_url() -> Iterator[str]:
     """A private PostgreSQL cluster that demands a password (scram), for credential tests.
 
-    Yields a URL with the sentinel password for user postgres, database postgres.
+    Yields a URL with PG_PASSWORD, percent-encoded as a URL requires, for user postgres,
+    database postgres. The encoded form starts with SENTINEL_PASSWORD too.
     """
     import pwd
     import shutil
     import tempfile
+    from urllib.parse import quote
 
     port = free_port()
     root = Path(tempfile.mkdtemp(prefix="railyard-pg-"))
     data, sock = root / "data", root / "sock"
     sock.mkdir()
     pwfile = root / "pw"
-    pwfile.write_text(SENTINEL_PASSWORD + "\n")
+    pwfile.write_text(PG_PASSWORD + "\n")
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         user = pwd.getpwnam("postgres")
@@ -196,7 +200,7 @@ def pg_password_url() -> Iterator[str]:
         capture_output=True,
     )
     try:
-        yield f"postgresql://postgres:{SENTINEL_PASSWORD}@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres:{quote(PG_PASSWORD, safe='')}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)

@@ -5,7 +5,8 @@ Before a job runs, its registry entry sets the timeout and retry budget (whateve
 producer passed); jobs not in the registry are failed without being run. In the work
 horse, job_id, queue, func and attempt are bound to every log line, and permanent errors
 use up the retry budget so they are not retried. A job that fails for good (no retry
-left) raises an alert. A job whose worker was killed is found by rq's registry cleanup
+left) raises an alert. The exception text rq stores for a failed job goes through
+the redaction layer. A job whose worker was killed is found by rq's registry cleanup
 once its heartbeat is ``WORKER_HEARTBEAT_GRACE_S`` overdue, and is retried like any
 transient failure, or failed with the reason "abandoned". A job whose work horse alone was
 killed (the OOM killer's usual pick) is retried with the meta the horse saved, such as the
@@ -38,6 +39,7 @@ from railyard.alerts import Alert, send_alert
 from railyard.errors import ConfigError
 from railyard.failed_jobs import error_summary
 from railyard.reconnect import keep_reconnecting
+from railyard.redact import redactor
 from railyard.settings import Settings
 from worker.orphans import sweep_once_per_interval
 from worker.tuning import WorkerTuning
@@ -120,6 +122,9 @@ class RailyardWorker(Worker):
         job.get_meta(refresh=True)
 
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        """rq stores ``exc_string`` in Redis (the job and its result): it goes through the redaction layer first."""
+        if isinstance(kwargs.get("exc_string"), str):
+            kwargs["exc_string"] = redactor(extra=self.settings.secrets)(kwargs["exc_string"])
         final = not (job.retries_left and job.retries_left > 0)
         stopped = getattr(self, "_stopped_job_id", None) == job.id
         super().handle_job_failure(job, queue, *args, **kwargs)

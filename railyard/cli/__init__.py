@@ -7,8 +7,10 @@ stdout.
 
 from __future__ import annotations
 
+import io
+import sys
 import traceback
-from typing import Any
+from typing import Any, TextIO
 
 import click
 import psycopg
@@ -17,7 +19,7 @@ import redis
 from railyard import __version__
 from railyard.cli.context import CliContext
 from railyard.errors import ConfigError, RailyardError
-from railyard.settings import REDACTED, Settings
+from railyard.redact import Redactor
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
@@ -45,9 +47,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _scrub(text: str, ctx: click.Context) -> str:
     obj = ctx.find_object(CliContext)
-    for secret in obj.known_secrets() if obj else Settings().secrets:
-        text = text.replace(secret, REDACTED)
-    return text
+    return Redactor(obj.known_secrets() if obj else CliContext().known_secrets())(text)
 
 
 @click.group(cls=RailyardGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,7 +92,46 @@ def _register() -> None:
 _register()
 
 
+class RedactingStream(io.TextIOBase):
+    """A text stream that passes every write through the redaction layer first.
+
+    The CLI's stdout and stderr are wrapped in it, so nothing the command prints (results,
+    warnings, errors, log lines) can carry a configured secret.
+    """
+
+    def __init__(self, stream: TextIO, redact: Redactor):
+        self._stream = stream
+        self._redact = redact
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self._stream, "errors", None)
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+
 def main() -> None:
+    redact = Redactor(CliContext().known_secrets())
+    sys.stdout = RedactingStream(sys.stdout, redact)
+    sys.stderr = RedactingStream(sys.stderr, redact)
     cli(prog_name="railyard")
 
 

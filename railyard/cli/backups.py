@@ -21,8 +21,9 @@ from jobs.restore import restore_backup
 from jobs.storage import StorageLocation, open_store
 from jobs.verify import describe_failures, read_verifications, verify_backups
 from railyard.cli.context import CliContext
+from railyard.conninfo import password_forms
 from railyard.errors import LockBusyError
-from railyard.settings import Settings, url_password
+from railyard.settings import Settings
 
 
 def _human_bytes(n: float) -> str:
@@ -48,7 +49,7 @@ def _progress_printer(settings: Settings, label: str) -> Any:
 
 def warn_password_in_argv(ctx: click.Context, param: str, url: str | None, variable: str) -> None:
     """Passwords in command-line arguments are visible to every user of the machine (ps, /proc)."""
-    if url and url_password(url) and ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE:
+    if url and password_forms(url) and ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE:
         click.echo(
             f"warning: the URL passed with --{param.replace('_', '-')} contains a password, which other processes "
             f"can read from this command's arguments; set {variable} or PGPASSWORD instead",

@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass, field
 
 from railyard.logs import configure_logging
-from railyard.settings import SECRET_VARIABLES, Settings, url_password
+from railyard.redact import environment_secrets
+from railyard.settings import Settings
 
 
 @dataclass
@@ -24,6 +25,4 @@ class CliContext:
 
     def known_secrets(self) -> list[str]:
         """Secrets to scrub from error output, even when settings failed to load."""
-        found = [url_password(os.environ.get(name, "")) for name in ("REDIS_URL", "DATABASE_URL")]
-        found += [os.environ.get(name) for name in SECRET_VARIABLES]
-        return [s for s in found if s]
+        return list(environment_secrets(os.environ))

@@ -105,7 +105,8 @@ def test_named_database_urls_parsing() -> None:
     settings = Settings.from_env({"DATABASE_URL": "postgresql://u@main/core"})
     assert ["analytics", "app"] == configured_databases(settings, env)
     assert ["core"] == configured_databases(settings, {})
-    assert "postgresql://u@main/other" == resolve_target(settings, "other", env).url
+    other = resolve_target(settings, "other", env)
+    assert ("other", "main:5432", "postgresql://u@main:5432/other") == (other.dbname, other.host, other.safe_url)
     with pytest.raises(ConfigError) as info:
         named_database_urls(
             {"BACKUP_DATABASE_URLS": "x=mysql://u:secret@h/d y app=postgresql://h/a app=postgresql://h/b"}

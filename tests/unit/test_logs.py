@@ -33,5 +33,5 @@ def test_json_lines_carry_bound_job_context_and_hide_secrets() -> None:
 
 
 def test_scrubber_replaces_longest_secret_first() -> None:
-    scrub = SecretScrubber(["abc", "abcdef", ""])
-    assert "x *** y ***" == scrub(None, "info", "x abcdef y abc")
+    scrub = SecretScrubber(["abcd", "abcdefgh", ""])
+    assert "x *** y ***" == scrub(None, "info", "x abcdefgh y abcd")
