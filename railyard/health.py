@@ -102,9 +102,8 @@ def run_checks(settings: Settings) -> list[CheckResult]:
         except (RailyardError, redis.RedisError, psycopg.Error, OSError) as exc:
             results.append(CheckResult(name, False, _first_line(exc)))
     redact = redactor(extra=settings.secrets)
-    return [
-        CheckResult(r.name, r.ok, redact(r.detail), redact.value(r.facts)) for r in results + check_client_tools(settings)
-    ]
+    results += check_client_tools(settings)
+    return [CheckResult(r.name, r.ok, redact(r.detail), redact.value(r.facts)) for r in results]
 
 
 def _first_line(exc: BaseException) -> str:
