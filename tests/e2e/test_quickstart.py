@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, url_with_db
+from tests.conftest import ROOT, VENV_BIN
 from tests.e2e.conftest import child_env, run_cli
+from tests.ports import free_port
+from tests.unixuser import SHARED_WRITABLE_DIRS, UnixUser, temporary_user
 
-DEMO_DB = "railyard_demo"
+COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "backups", "__pycache__", ".*_cache", ".hypothesis")
 
 
 def database_exists(admin_url: str, name: str) -> bool:
@@ -20,39 +26,131 @@ def database_exists(admin_url: str, name: str) -> bool:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
 
 
-@pytest.mark.timeout(300)
-def test_quickstart_backs_up_the_demo_database_restores_it_and_compares(pg_admin_url: str, tmp_path: Path) -> None:
-    had_demo = database_exists(pg_admin_url, DEMO_DB)
-    env = {"BACKUP_STORAGE_URL": str(tmp_path / "backups"), "QUICKSTART_ADMIN_URL": pg_admin_url}
-    quickstart_env = {k: v for k, v in child_env(**env).items() if k != "DATABASE_URL"}  # embedded defaults
-    try:
-        result = subprocess.run(
-            [str(ROOT / "scripts" / "quickstart")],
-            env=quickstart_env,
-            cwd="/",
-            capture_output=True,
-            text=True,
-            timeout=280,
-            check=False,
-        )
-        assert 0 == result.returncode, result.stdout[-3000:] + result.stderr[-3000:]
-        assert "Done: the backup restored and every table matches." in result.stdout
-        assert "MISMATCH" not in result.stdout
-        compared = [line.split() for line in result.stdout.splitlines() if line.startswith("    public.")]
-        assert [["public.customers", "backup", "5000", "restored", "5000", "ok"]] == [
-            c for c in compared if c[0] == "public.customers"
-        ]
-        assert all(c[-1] == "ok" for c in compared) and len(compared) == 2
+def compared_rows(stdout: str) -> list[list[str]]:
+    return [line.split() for line in stdout.splitlines() if line.startswith("    public.")]
 
-        listed = run_cli("backups", "list", "--json", env={**env, "DATABASE_URL": url_with_db(pg_admin_url, DEMO_DB)})
+
+EXPECTED_ROWS = [
+    ["public.customers", "backup", "5000", "restored", "5000", "ok"],
+    ["public.orders", "backup", "20000", "restored", "20000", "ok"],
+]
+
+
+def python_for(user: UnixUser) -> str:
+    """A Python >= 3.11 that ``user`` can run (root's own may live where others cannot reach)."""
+    candidates = [p for p in ("/usr/bin/python3", "/usr/local/bin/python3", shutil.which("python3")) if p]
+    for python in candidates:
+        if 0 == user.run([python, "-c", "import sys; assert sys.version_info >= (3, 11)"]).returncode:
+            return python
+    pytest.fail(f"no Python >= 3.11 that an ordinary user can run (tried {candidates}); install python3")
+
+
+def newcomer_checkout(user: UnixUser) -> Path:
+    """A copy of this checkout owned by ``user``, with a .venv already installed from uv.lock (quick from uv's cache).
+
+    The .venv's files stay root's (hard links into the cache); the install stamp says it is up to date, so the
+    quick start skips its install step, which has its own test elsewhere.
+    """
+    checkout = user.mkdtemp("railyard-checkout-") / "railyard"
+    shutil.copytree(ROOT, checkout, ignore=COPY_IGNORE, symlinks=True)
+    subprocess.run(["chown", "-R", "-h", f"{user.uid}:{user.gid}", str(checkout)], check=True)
+    subprocess.run(
+        [str(VENV_BIN / "uv"), "sync", "--locked", "--no-dev", "--quiet", "--python", python_for(user)],
+        cwd=checkout,
+        check=True,
+        timeout=300,
+    )
+    digest = hashlib.sha256((checkout / "pyproject.toml").read_bytes() + (checkout / "uv.lock").read_bytes())
+    (checkout / ".venv" / ".railyard-installed").write_text(f"{digest.hexdigest()} \n")
+    return checkout
+
+
+@pytest.fixture
+def newcomer() -> Iterator[UnixUser]:
+    with temporary_user() as user:
+        yield user
+
+
+@pytest.mark.timeout(120)
+def test_quickstart_uses_a_server_that_answers_under_names_of_its_own_and_drops_them(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    env = {"BACKUP_STORAGE_URL": str(tmp_path / "backups"), "QUICKSTART_ADMIN_URL": pg_admin_url}
+    quickstart_env = {k: v for k, v in child_env(**env).items() if k != "DATABASE_URL"}
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "quickstart")],
+        env=quickstart_env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert 0 == result.returncode, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Done: the backup restored and every table matches." in result.stdout
+    assert EXPECTED_ROWS == compared_rows(result.stdout)
+    assert "private PostgreSQL" not in result.stdout
+    created = re.search(r"creating demo database (railyard_demo_([0-9a-f]{8}))\n", result.stdout)
+    assert created, result.stdout
+    demo, token = created[1], created[2]
+    assert f"restoring into railyard_restore_{token}\n" in result.stdout
+
+    listed = run_cli("backups", "list", "--json", env=env)
+    [backup] = json.loads(listed.stdout)
+    assert (demo, 5000, 20000) == (
+        backup["database"],
+        backup["row_counts"]["public.customers"],
+        backup["row_counts"]["public.orders"],
+    )
+    assert not database_exists(pg_admin_url, demo), "the demo database is dropped"
+    assert not database_exists(pg_admin_url, f"railyard_restore_{token}"), "the scratch database is dropped"
+
+
+@pytest.mark.timeout(120)
+def test_quickstart_as_a_new_user_with_no_postgresql_runs_a_private_server_and_leaves_nothing_behind(
+    newcomer: UnixUser,
+) -> None:
+    checkout = newcomer_checkout(newcomer)
+    tmpdir = newcomer.mkdtemp("railyard-tmp-")
+    closed_port = free_port()  # nothing listens there: the address the quick start tries first
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(newcomer.home),
+        "TMPDIR": str(tmpdir),
+        "LANG": "C.UTF-8",
+        "QUICKSTART_ADMIN_URL": f"postgresql://postgres@127.0.0.1:{closed_port}/postgres",
+    }
+    try:
+        result = newcomer.run([str(checkout / "scripts" / "quickstart")], env=env, cwd=newcomer.home, timeout=110)
+        out = result.stdout
+        assert 0 == result.returncode, out[-3000:] + result.stderr[-3000:]
+        assert f"no PostgreSQL to use at postgresql://postgres@127.0.0.1:{closed_port}/postgres" in out
+        assert "starting a private PostgreSQL server in" in out
+        assert EXPECTED_ROWS == compared_rows(out)
+        assert "Done: the backup restored and every table matches." in out
+
+        assert [] == newcomer.processes(), "the private server is stopped"
+        assert [] == list(tmpdir.iterdir()), "the run's temporary directory is removed"
+        assert [] == list(newcomer.home.iterdir())
+        outside = [
+            p
+            for p in newcomer.files_in(*SHARED_WRITABLE_DIRS, newcomer.home)
+            if not p.is_relative_to(checkout.parent) and p not in (tmpdir, newcomer.home)
+        ]
+        assert [] == outside
+        [dump] = list((checkout / "backups").rglob("*.dump.zst"))
+
+        # The closing lines work as printed, from a new shell.
+        lines = out.splitlines()
+        start = lines.index("Next, from a new shell:")
+        cd_line, list_line = (line.split("#")[0].strip() for line in lines[start + 1 : start + 3])
+        assert (f"cd {checkout}", ".venv/bin/railyard backups list") == (cd_line, list_line)
+        listed = newcomer.run(["sh", "-c", f"{cd_line} && {list_line} --json"], env=env, timeout=60)
+        assert 0 == listed.returncode, listed.stderr
         [backup] = json.loads(listed.stdout)
-        assert (DEMO_DB, 5000, 20000) == (
-            backup["database"],
-            backup["row_counts"]["public.customers"],
-            backup["row_counts"]["public.orders"],
-        )
-        assert not database_exists(pg_admin_url, "railyard_quickstart_restore"), "the scratch database is dropped"
+        assert dump.name == Path(backup["key"]).name
+        assert f"rm -rf {checkout / 'backups'} " in out
+        assert f"rm -rf {checkout / '.venv'} " in out
     finally:
-        if not had_demo:
-            with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DB} WITH (FORCE)")
+        shutil.rmtree(checkout.parent, ignore_errors=True)
+        shutil.rmtree(tmpdir, ignore_errors=True)
