@@ -48,8 +48,8 @@ def python_for(user: UnixUser) -> str:
 def newcomer_checkout(user: UnixUser) -> Path:
     """A copy of this checkout owned by ``user``, with a .venv already installed from uv.lock (quick from uv's cache).
 
-    The .venv's files stay root's (hard links into the cache); the install stamp says it is up to date, so the
-    quick start skips its install step, which has its own test elsewhere.
+    The .venv's files stay root's (hard links into the cache); the install stamp, written as scripts/install
+    writes it, says the .venv is up to date, so the quick start skips its install step.
     """
     checkout = user.mkdtemp("railyard-checkout-") / "railyard"
     shutil.copytree(ROOT, checkout, ignore=COPY_IGNORE, symlinks=True)
@@ -154,3 +154,12 @@ def test_quickstart_as_a_new_user_with_no_postgresql_runs_a_private_server_and_l
     finally:
         shutil.rmtree(checkout.parent, ignore_errors=True)
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def test_install_leaves_an_up_to_date_venv_as_it_is() -> None:
+    subprocess.run([str(ROOT / "scripts" / "install"), "test"], check=True, capture_output=True, timeout=900)
+    stamp = ROOT / ".venv" / ".railyard-installed"
+    before = stamp.stat().st_mtime_ns
+    again = subprocess.run([str(ROOT / "scripts" / "install")], capture_output=True, text=True, timeout=60, check=True)
+    assert f"==> Railyard is already installed in {ROOT}/.venv\n" == again.stdout
+    assert before == stamp.stat().st_mtime_ns
