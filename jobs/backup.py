@@ -1,6 +1,7 @@
 """The backup job: pg_dump streamed through zstd into object storage, with a manifest.
 
     pg_dump -Fc -Z0 --snapshot=S  ->  zstd (multi-threaded)  ->  sha256  ->  multipart upload
+                                  +-> archive reader: structure checked, rows counted per table
 
 Nothing touches local disk and memory is bounded by the upload's parts. The upload is
 completed only after pg_dump exited 0 and every byte was read; on any failure it is
@@ -27,9 +28,10 @@ from jobs import registry
 from jobs.backup_config import BackupOptions, BackupTuning
 from jobs.catalog import Manifest, backup_key, key_segment
 from jobs.databases import list_databases, resolve_target
+from jobs.dump_archive import ArchiveReader
 from jobs.encryption import EncryptionConfig, Encryptor
 from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
-from jobs.rowcounts import count_rows
+from jobs.rowcounts import estimate_rows
 from jobs.storage import StorageLocation, choose_part_size, open_store
 from railyard import __version__, alerts
 from railyard.conninfo import password_forms
@@ -115,24 +117,21 @@ def backup_database(
             upload_concurrency=concurrency,
             database_bytes=db_size,
         )
-        counts: dict[str, Any] = {}
-        counter = threading.Thread(
-            target=_run_into, args=(counts, count_rows, conn, tuning.row_counts, options), daemon=True
-        )
+        # Exact counts come from the dump stream itself (no query, no second scan); estimates
+        # from the planner's statistics, in the dump's snapshot.
+        reader = ArchiveReader() if tuning.row_counts == "exact" else None
+        counts = estimate_rows(conn, options) if tuning.row_counts == "estimate" else None
         t0 = time.monotonic()
         with store.open_upload(key.key, part_size=part_size, concurrency=concurrency) as upload:
             stream = _DumpStream(pg_dump_argv(pg_dump, target, snapshot, options), target)
-            counter.start()
             try:
-                digest, raw_bytes = stream.pump(upload.write, tuning, encryption.recipients, on_progress)
-            except BaseException:
-                conn.cancel_safe()  # stop a long exact count; the backup has failed anyway
-                raise
+                digest, raw_bytes = stream.pump(
+                    upload.write, tuning, encryption.recipients, on_progress, reader.feed if reader else None
+                )
             finally:
                 stream.close()
-                counter.join()
-            if "error" in counts:
-                raise counts["error"]
+            if reader:
+                counts = reader.finish().table_counts()
             upload.complete()
         conn.execute("COMMIT")
         duration = time.monotonic() - t0
@@ -155,8 +154,9 @@ def backup_database(
         finished_at=finished.isoformat(),
         duration_s=round(duration, 3),
         railyard_version=__version__,
-        row_counts=counts.get("result"),
+        row_counts=counts,
         row_counts_mode=tuning.row_counts,
+        archive_checked=reader is not None,
         options=options.as_dict(),
         encryption={"format": "age", "recipients": list(encryption.recipients)} if encryption.enabled else None,
     )
@@ -173,13 +173,6 @@ def backup_database(
         location=store.location(manifest.key),
     )
     return manifest
-
-
-def _run_into(out: dict[str, Any], func: Callable[..., Any], *args: Any) -> None:
-    try:
-        out["result"] = func(*args)
-    except BaseException as exc:
-        out["error"] = exc
 
 
 def pg_dump_argv(tool: PgTool, target: PgTarget, snapshot: str, options: BackupOptions) -> list[str]:
@@ -219,9 +212,11 @@ class _DumpStream:
         tuning: BackupTuning,
         recipients: tuple[str, ...],
         on_progress: ProgressCallback | None,
+        on_raw: Callable[[bytes], None] | None = None,
     ) -> tuple[str, int]:
         """Stream everything pg_dump writes into ``sink``, compressed then (with recipients)
-        encrypted; return (sha256 of the bytes given to ``sink``, bytes pg_dump wrote)."""
+        encrypted; return (sha256 of the bytes given to ``sink``, bytes pg_dump wrote).
+        ``on_raw`` sees each chunk pg_dump wrote, before compression."""
         stdout: IO[bytes] | None = self._proc.stdout
         assert stdout is not None
         params = zstandard.ZstdCompressionParameters.from_level(
@@ -247,6 +242,8 @@ class _DumpStream:
         try:
             while chunk := stdout.read(READ_CHUNK_BYTES):
                 raw += len(chunk)
+                if on_raw:
+                    on_raw(chunk)
                 write(zobj.compress(chunk))
                 if on_progress and time.monotonic() - last >= PROGRESS_INTERVAL_S:
                     last = time.monotonic()

@@ -112,6 +112,7 @@ class Manifest:
     railyard_version: str
     row_counts: dict[str, int] | None = None
     row_counts_mode: str = "exact"
+    archive_checked: bool = False  # the dump's structure was read end to end while it was taken
     options: dict[str, Any] = field(default_factory=dict)
     encryption: dict[str, Any] | None = None
     manifest_version: int = MANIFEST_VERSION

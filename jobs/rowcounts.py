@@ -1,17 +1,15 @@
-"""Row counts of the tables a backup contains, taken in the backup's own snapshot.
+"""Estimated row counts (BACKUP_ROW_COUNTS=estimate): the planner's statistics of the tables a backup contains.
 
-Exact counts are what restore verification compares against; on very large tables they
-cost a full scan, so BACKUP_ROW_COUNTS=estimate (planner statistics) or off is offered.
-Table patterns follow pg_dump's wildcards (``*`` and ``?``); an unqualified pattern
-matches the table name in any schema.
+Exact counts are read from the dump stream itself (``jobs.dump_archive``). Estimates are
+read in the backup's own snapshot from ``pg_class.reltuples``, for the tables pg_dump will
+write data for. Table patterns follow pg_dump's wildcards (``*`` and ``?``); an
+unqualified pattern matches the table name in any schema.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-
-from psycopg import sql
 
 from jobs.backup_config import BackupOptions
 
@@ -65,17 +63,7 @@ def included_tables(rows: list[tuple[str, str, int]], options: BackupOptions) ->
     return kept
 
 
-def count_rows(conn: Any, mode: str, options: BackupOptions) -> dict[str, int] | None:
-    """``{"schema.table": rows}`` for every table in the backup, or None when off."""
-    if mode == "off":
-        return None
+def estimate_rows(conn: Any, options: BackupOptions) -> dict[str, int]:
+    """``{"schema.table": estimated rows}`` for every table in the backup."""
     rows = [(str(s), str(t), int(e)) for s, t, e in conn.execute(USER_TABLES_SQL).fetchall()]
-    counts: dict[str, int] = {}
-    for schema, table, estimate in included_tables(rows, options):
-        if mode == "estimate":
-            counts[f"{schema}.{table}"] = max(estimate, 0)
-            continue
-        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        row = conn.execute(query).fetchone()
-        counts[f"{schema}.{table}"] = int(row[0]) if row else 0
-    return counts
+    return {f"{schema}.{table}": max(estimate, 0) for schema, table, estimate in included_tables(rows, options)}

@@ -92,10 +92,12 @@ def test_round_trip_of_a_varied_schema(database_url: str, new_database: str, sto
     assert [manifest.id] == [m.id for m in listed]
     assert 300 == manifest.row_counts["app.users"]  # type: ignore[index]
     assert 400 == manifest.row_counts["billing.events_2025"] + manifest.row_counts["billing.events_2026"]  # type: ignore[index]
+    assert manifest.archive_checked
 
     restore_backup(settings, manifest.id, new_database)
     assert schema_dump(database_url) == schema_dump(new_database)
     source, restored = table_digests(database_url), table_digests(new_database)
+    assert {table: source[table][0] for table in manifest.row_counts or {}} == manifest.row_counts
     assert len(source) >= 9
     assert source == restored
 
@@ -368,6 +370,33 @@ def test_pg_18_restore_into_pg_15_sql_error_rolls_back_and_names_it(
         restore_backup(settings, manifest.id, new_database)
     assert "rolled back" in str(info.value)
     assert before == _target_state(new_database)
+
+
+def test_a_dump_stream_that_cannot_be_read_fails_the_backup(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pg_dump that exits 0 but writes no custom-format archive: a clear error, nothing stored."""
+    real = pgtools.find_tool("pg_dump", 0)
+    fake = tmp_path / "bin" / "pg_dump"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && exec {real.path} --version\necho 'CREATE TABLE t ();'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PG_BIN_DIR", str(fake.parent))
+    storage_url = str(tmp_path / "store")
+    with pytest.raises(PermanentError, match="not a pg_dump custom-format archive"):
+        backup_database(settings_for(database_url, storage_url))
+    _assert_nothing_stored(storage_url)
+
+
+@pytest.mark.parametrize("mode", ["estimate", "off"])
+def test_row_count_modes_without_reading_the_stream(database_url: str, tmp_path: Path, mode: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 500) g")
+        conn.execute("ANALYZE t")
+    settings = settings_for(database_url, str(tmp_path / "store"))
+    manifest = backup_database(settings, tuning=BackupTuning.from_env({"BACKUP_ROW_COUNTS": mode}))
+    assert ({"public.t": 500} if mode == "estimate" else None) == manifest.row_counts
+    assert (mode, False) == (manifest.row_counts_mode, manifest.archive_checked)
 
 
 def test_pg_bin_dir_is_searched_first(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
