@@ -12,6 +12,7 @@ from datetime import datetime
 
 from jobs.migration_files import Discovery, MigrationFile
 from railyard.errors import PermanentError
+from railyard.settings import is_production
 
 BUILTIN = "railyard"  # Railyard's own tables, from jobs/builtin_migrations
 APP = "app"  # the application's migrations, from MIGRATIONS_DIR
@@ -232,8 +233,8 @@ def backup_decision(environment: str, requested: bool | None) -> tuple[bool, str
         return True, "--backup"
     if requested is False:
         return False, "--no-backup"
-    if environment == "production":
-        return True, "ENVIRONMENT=production"
+    if is_production(environment):
+        return True, f"ENVIRONMENT={environment}"
     return False, f"ENVIRONMENT={environment}"
 
 

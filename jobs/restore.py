@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import structlog
 import zstandard
@@ -26,8 +25,9 @@ from jobs import restore_script
 from jobs.catalog import Manifest, find_backup
 from jobs.encryption import EncryptionConfig, decrypt_chunks
 from jobs.pgtools import PgTarget, find_tool, server_major
+from jobs.production_guard import check_restore_target
 from jobs.storage import ObjectStore, StorageLocation, open_store
-from railyard.conninfo import password_forms
+from railyard.conninfo import Conninfo, password_forms
 from railyard.errors import PermanentError, RetryableError
 from railyard.redact import redactor
 from railyard.settings import Settings
@@ -49,23 +49,6 @@ class RestoreResult:
     duration_s: float
 
 
-def is_protected_target(settings: Settings, target: PgTarget) -> bool:
-    """True when ``target`` is the configured application database in production."""
-    if settings.environment != "production":
-        return False
-    app = PgTarget(settings.database_url)
-    same_host = _host_key(app.url) == _host_key(target.url)
-    return same_host and app.dbname == target.dbname
-
-
-def _host_key(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    host = (parts.hostname or "localhost").lower()
-    if host in ("127.0.0.1", "::1"):
-        host = "localhost"
-    return host, parts.port or 5432
-
-
 def restore_backup(
     settings: Settings,
     backup_id: str,
@@ -76,12 +59,9 @@ def restore_backup(
     on_progress: ProgressCallback | None = None,
 ) -> RestoreResult:
     """Restore ``backup_id`` (or ``latest``) into ``target_url``."""
+    Conninfo.parse(target_url, "the restore target (RESTORE_TARGET_URL)")  # a clear error before anything connects
     target = PgTarget(target_url)
-    if is_protected_target(settings, target) and not force_production:
-        raise PermanentError(
-            f"refusing to restore into the production database {target.dbname!r} at {target.host}; "
-            "pass --force-production if that is really what you want"
-        )
+    check_restore_target(settings, target, force_production=force_production)
     location = StorageLocation.parse(settings.backup_storage_url)
     store = open_store(location, addressing_style=settings.s3_addressing_style)
     manifest = find_backup(store, location, backup_id, environment=settings.environment, database=database)

@@ -21,7 +21,7 @@ from jobs.restore import restore_backup
 from jobs.storage import StorageLocation, open_store
 from jobs.verify import describe_failures, read_verifications, verify_backups
 from railyard.cli.context import CliContext
-from railyard.conninfo import password_forms
+from railyard.conninfo import Conninfo, password_forms
 from railyard.errors import LockBusyError
 from railyard.settings import Settings
 
@@ -265,13 +265,16 @@ def show_command(obj: CliContext, backup_id: str, database: str | None) -> None:
 )
 @click.option("--database", metavar="NAME", help="With 'latest': the newest backup of this database.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force-production", is_flag=True, help="Allow restoring over the production DATABASE_URL.")
+@click.option(
+    "--force-production", is_flag=True, help="Allow restoring over a production database (ENVIRONMENT=production)."
+)
 @click.pass_obj
 def restore(
     obj: CliContext, backup_id: str, target_url: str, database: str | None, yes: bool, force_production: bool
 ) -> None:
     """Restore BACKUP_ID (or 'latest') into --target-url, in one transaction."""
     settings = obj.settings
+    Conninfo.parse(target_url, "--target-url (RESTORE_TARGET_URL)")  # a clear error before anything else
     target = PgTarget(target_url)
     warn_password_in_argv(click.get_current_context(), "target_url", target_url, "RESTORE_TARGET_URL")
     if not yes and sys.stdin.isatty():
