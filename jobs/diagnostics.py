@@ -43,3 +43,12 @@ def retry_probe() -> dict[str, Any]:
     if attempt == 1:
         raise RetryableError("retry probe: the first attempt fails on purpose; the retry after the backoff succeeds")
     return {"attempt": attempt, "job_id": job.id if job else None}
+
+
+def log_outcome(job: Any, connection: Any, *outcome: Any) -> None:
+    """The one registered rq callback (on_success, on_failure or on_stopped): logs the job's outcome.
+
+    Proves that a registered callback runs while any other is refused (jobs.registry.CALLBACKS).
+    """
+    status = "failed" if len(outcome) == 3 else "finished" if outcome else "stopped"
+    log.info("job_callback", callback_job_id=getattr(job, "id", None), outcome=status)

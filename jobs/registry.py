@@ -73,11 +73,31 @@ SPECS: tuple[JobSpec, ...] = (
 )
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}
+
+# Functions a job may name as its on_success / on_failure / on_stopped callback. rq imports
+# and calls whatever a job names there, so anything else is refused before the job runs.
+CALLBACKS: frozenset[str] = frozenset({"jobs.diagnostics.log_outcome"})
+CALLBACK_ATTRIBUTES = ("_success_callback_name", "_failure_callback_name", "_stopped_callback_name")
 LONGEST_TIMEOUT_S = max(spec.timeout_s for spec in SPECS)
 
 
 def spec_for(func_name: str) -> JobSpec | None:
     return REGISTRY.get(func_name)
+
+
+def unregistered_callbacks(job: Job) -> list[str]:
+    """The callback names of ``job`` that are not in CALLBACKS (read without importing anything)."""
+    names = [getattr(job, attribute, None) for attribute in CALLBACK_ATTRIBUTES]
+    return [name for name in names if name and name not in CALLBACKS]
+
+
+def drop_callbacks(job: Job) -> None:
+    """Forget ``job``'s callbacks in this process, so rq has nothing to import or call for it."""
+    for attribute in CALLBACK_ATTRIBUTES:
+        setattr(job, attribute, None)
+    job._success_callback = None  # type: ignore[assignment]
+    job._failure_callback = None  # type: ignore[assignment]
+    job._stopped_callback = None
 
 
 def require_spec(func_name: str) -> JobSpec:

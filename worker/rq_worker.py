@@ -5,7 +5,9 @@ Before a job runs, its registry entry sets the timeout and retry budget (whateve
 producer passed); jobs not in the registry are failed without being run. In the work
 horse, job_id, queue, func and attempt are bound to every log line, and permanent errors
 use up the retry budget so they are not retried. A job that fails for good (no retry
-left) raises an alert. The exception text rq stores for a failed job goes through
+left) raises an alert. A job whose on_success, on_failure or on_stopped callback names
+anything not registered for callbacks (jobs.registry.CALLBACKS) is refused the same way,
+before anything is imported. The exception text rq stores for a failed job goes through
 the redaction layer. A job whose worker was killed is found by rq's registry cleanup
 once its heartbeat is ``WORKER_HEARTBEAT_GRACE_S`` overdue, and is retried like any
 transient failure, or failed with the reason "abandoned". A job whose work horse alone was
@@ -92,6 +94,10 @@ class RailyardWorker(Worker):
         spec = registry.spec_for(job.func_name or "")
         if spec is None:
             self._refuse(job, queue, _not_registered_reason(job.func_name))
+            return
+        unknown = registry.unregistered_callbacks(job)
+        if unknown:
+            self._refuse(job, queue, _callbacks_reason(unknown))
             return
         registry.apply_policy(job, spec, self.tuning.retry_backoff_scale)
         job.save(include_meta=True)
@@ -185,6 +191,7 @@ class RailyardWorker(Worker):
     def _refuse(self, job: Job, queue: Queue, reason: str) -> None:
         log.error("job_refused", job_id=job.id, queue=queue.name, func=job_serializer.func_label(job), reason=reason)
         job.retries_left = None
+        registry.drop_callbacks(job)  # nothing the producer named may run, not even on the way to failed
         self.handle_job_failure(job, queue=queue, exc_string=reason)
 
 
@@ -192,6 +199,14 @@ def _not_registered_reason(func_name: str | None) -> str:
     return (
         f"refused: {func_name!r} is not a Railyard job; only functions in jobs.registry run on "
         f"Railyard's queues ({', '.join(sorted(registry.REGISTRY))})"
+    )
+
+
+def _callbacks_reason(names: list[str]) -> str:
+    allowed = ", ".join(sorted(registry.CALLBACKS)) or "none"
+    return (
+        f"refused: the job names callbacks that are not registered for callbacks ({', '.join(map(repr, names))}); "
+        f"nothing was run. Callbacks allowed on Railyard's queues: {allowed}"
     )
 
 

@@ -1,0 +1,45 @@
+"""Registry-only execution covers rq callbacks: a job whose on_success, on_failure or on_stopped
+names anything not registered for callbacks is refused, and neither the job nor the callback runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Callback, Queue
+from rq.job import JobStatus
+
+from railyard.serializer import rq_serializer
+from tests.e2e.test_backup_e2e import wait_finished
+
+pytestmark = pytest.mark.timeout(120)
+
+UNREGISTERED = ("tests.callback_probe.touch", "builtins.print", "os.system")
+
+
+def test_unregistered_callbacks_are_refused_and_nothing_runs(
+    start_worker, redis_url: str, serializer: str, tmp_path: Path
+) -> None:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    conn = redis.Redis.from_url(redis_url)
+    queue = Queue("backup", connection=conn, serializer=rq_serializer(serializer))  # type: ignore[arg-type]
+    refused = [
+        queue.enqueue("jobs.diagnostics.ping", **{hook: Callback(name)})
+        for hook in ("on_success", "on_failure", "on_stopped")
+        for name in UNREGISTERED
+    ]
+    allowed = queue.enqueue("jobs.diagnostics.ping", on_success=Callback("jobs.diagnostics.log_outcome"))
+    worker = start_worker({"REDIS_URL": redis_url, "RAILYARD_SERIALIZER": serializer, "CALLBACK_PROBE_DIR": str(probe)})
+    for job in refused:
+        done = wait_finished(conn, job.id)
+        assert JobStatus.FAILED == done.get_status()
+        reason = done.latest_result().exc_string
+        assert reason.startswith("refused: the job names callbacks that are not registered for callbacks"), reason
+    assert JobStatus.FINISHED == wait_finished(conn, allowed.id).get_status()
+    worker.wait_for(lambda line: line.get("event") == "job_callback" and line.get("callback_job_id") == allowed.id)
+    assert [] == list(probe.iterdir())  # the probe callback never ran
+    ran = [line.get("job_id") for line in worker.lines() if line.get("event") == "ping_started"]
+    assert [allowed.id] == ran  # and neither did any refused job
+    conn.close()
