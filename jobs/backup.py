@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import subprocess
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,7 +21,7 @@ import structlog
 import zstandard
 from rq import get_current_job
 
-from jobs import registry
+from jobs import childproc, registry
 from jobs.backup_config import BackupOptions, BackupTuning
 from jobs.catalog import Manifest, backup_key, key_segment
 from jobs.databases import list_databases, resolve_target
@@ -43,7 +40,6 @@ log = structlog.get_logger()
 
 READ_CHUNK_BYTES = 1024 * 1024
 PROGRESS_INTERVAL_S = 1.0
-STDERR_KEEP_BYTES = 16 * 1024
 # zstd's default job size keeps ~60 MB of buffers with 2 threads; 2 MiB jobs cost 0.2% in size (bench/README.md).
 ZSTD_JOB_SIZE_BYTES = 2 * 1024 * 1024
 # Advisory lock key (two int4s) held on the source database for the whole backup.
@@ -191,20 +187,8 @@ class _DumpStream:
     """A running pg_dump (or pg_dumpall) whose stdout is compressed, hashed and handed to a sink."""
 
     def __init__(self, argv: list[str], target: PgTarget):
-        self._name = os.path.basename(argv[0])
         self._target = target
-        self._proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=target.child_env()
-        )
-        self._stderr = bytearray()
-        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._stderr_thread.start()
-
-    def _drain_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        for line in self._proc.stderr:
-            self._stderr += line
-            del self._stderr[:-STDERR_KEEP_BYTES]
+        self._child = childproc.start(argv, env=target.child_env(), stdout=childproc.PIPE)
 
     def pump(
         self,
@@ -217,7 +201,7 @@ class _DumpStream:
         """Stream everything pg_dump writes into ``sink``, compressed then (with recipients)
         encrypted; return (sha256 of the bytes given to ``sink``, bytes pg_dump wrote).
         ``on_raw`` sees each chunk pg_dump wrote, before compression."""
-        stdout: IO[bytes] | None = self._proc.stdout
+        stdout: IO[bytes] | None = self._child.stdout
         assert stdout is not None
         params = zstandard.ZstdCompressionParameters.from_level(
             tuning.zstd_level,
@@ -248,8 +232,7 @@ class _DumpStream:
                 if on_progress and time.monotonic() - last >= PROGRESS_INTERVAL_S:
                     last = time.monotonic()
                     on_progress(raw, stored, last - t0)
-            returncode = self._proc.wait()
-            self._stderr_thread.join(timeout=10)
+            returncode = self._child.wait()
             if returncode != 0:
                 raise self._failure(returncode)
             write(zobj.flush())
@@ -263,11 +246,8 @@ class _DumpStream:
         return digest.hexdigest(), raw
 
     def _failure(self, returncode: int) -> Exception:
-        text = self._stderr.decode(errors="replace")
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
-        detail = redactor(extra=password_forms(self._target.url))(detail)
-        name = self._name
+        detail = redactor(extra=password_forms(self._target.url))(self._child.error_line())
+        name = self._child.name
         if returncode < 0:
             return RetryableError(f"{name} was killed by signal {-returncode}; nothing was stored")
         if "permission denied" in detail:
@@ -275,14 +255,8 @@ class _DumpStream:
         return RetryableError(f"{name} exited with code {returncode}: {detail or 'no message'}; nothing was stored")
 
     def close(self) -> None:
-        """Make sure pg_dump is gone, whatever happened (timeout, abort, error)."""
-        if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        for pipe in (self._proc.stdout, self._proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        self._stderr_thread.join(timeout=10)
+        """Make sure pg_dump and anything it started are gone, whatever happened (timeout, abort, error)."""
+        self._child.close()
 
 
 def backup_globals(

@@ -2,19 +2,21 @@
 
 The command is run directly, not through a shell, with DATABASE_URL in its environment:
 the password never appears in its argv (where ``ps`` would show it), and a command that
-spells the password out is refused.
+spells the password out is refused. It runs in a process group of its own
+(jobs.childproc): whatever ends the run (an error, the job's timeout, SIGTERM, Railyard
+dying) ends the command and everything it started, before the migration lock is let go.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 
 import structlog
 
+from jobs import childproc
 from railyard.conninfo import password_forms
 from railyard.errors import PermanentError
 from railyard.redact import Redactor, environment_secrets, spellings
@@ -41,29 +43,16 @@ def run_command(argv: Sequence[str], database_url: str, environ: Mapping[str, st
     log.info("migrate_command_started", command=shown)
     t0 = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            text=True,
-            errors="replace",
-        )
+        child = childproc.start(argv, env=env, stdout=childproc.PIPE, stderr=childproc.STDOUT)
     except OSError as exc:
         raise PermanentError(
             f"MIGRATE_COMMAND could not start {argv[0]!r}: {exc.strerror}; install it or give its full path"
         ) from exc
-    try:
-        for line in proc.stdout or ():
-            log.info("migrate_command_output", line=redact(line.rstrip("\n")))
-        code = proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with child:
+        assert child.stdout is not None
+        for raw in child.stdout:
+            log.info("migrate_command_output", line=redact(raw.decode(errors="replace").rstrip("\n")))
+        code = child.wait()
     duration_s = round(time.monotonic() - t0, 3)
     if code != 0:
         log.error("migrate_command_failed", command=shown, exit_code=code, duration_s=duration_s)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ from dataclasses import dataclass
 import structlog
 import zstandard
 
-from jobs import restore_script
+from jobs import childproc, restore_script
 from jobs.catalog import Manifest, find_backup
 from jobs.encryption import EncryptionConfig, decrypt_chunks
 from jobs.pgtools import PgTarget, find_tool, server_major
@@ -35,7 +33,6 @@ from railyard.settings import Settings
 log = structlog.get_logger()
 
 HOLD_BACK_BYTES = 64 * 1024
-STDERR_KEEP_BYTES = 16 * 1024
 
 ProgressCallback = Callable[[int, float], None]
 
@@ -109,63 +106,42 @@ def restore_manifest(
     )
     t0 = time.monotonic()
     env = target.child_env()
-    runner = None
-    if psql is not None:
-        runner = subprocess.Popen(
-            restore_script.psql_argv(psql, target.argv_url()),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL if runner is None else subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    stderr, runner_stderr = bytearray(), bytearray()
-    threads = [threading.Thread(target=_drain, args=(proc, stderr), daemon=True)]
-    relay = None
-    if runner is not None:
-        assert proc.stdout is not None and runner.stdin is not None
-        relay = restore_script.Relay(proc.stdout, runner.stdin)
-        threads += [relay, threading.Thread(target=_drain, args=(runner, runner_stderr), daemon=True)]
-    for thread in threads:
-        thread.start()
     stored = 0
     runner_code = 0
-    try:
+    with contextlib.ExitStack() as children:
+        # Entered first, left last: on any failure psql is killed before pg_restore, so it never
+        # sees the end of a partial script.
+        proc = children.enter_context(
+            childproc.start(
+                argv, env=env, stdin=childproc.PIPE, stdout=childproc.DEVNULL if psql is None else childproc.PIPE
+            )
+        )
+        runner = relay = None
+        if psql is not None:
+            runner = children.enter_context(
+                childproc.start(
+                    restore_script.psql_argv(psql, target.argv_url()),
+                    env=env,
+                    stdin=childproc.PIPE,
+                    stdout=childproc.DEVNULL,
+                )
+            )
+            assert proc.stdout is not None and runner.stdin is not None
+            relay = restore_script.Relay(proc.stdout, runner.stdin)
+            relay.start()
         try:
             stored = _feed(store, manifest, identity, proc, on_progress, t0)
             assert proc.stdin is not None
             proc.stdin.close()
-            returncode = proc.wait()
-        except _InputClosed:
-            returncode = proc.wait()  # pg_restore gave up first: its own error (or psql's) says why
+        except (_InputClosed, BrokenPipeError):
+            pass  # pg_restore gave up first: its own error (or psql's) says why
+        returncode = proc.wait()
         if runner is not None and relay is not None:
             runner_code = _finish_runner(runner, relay, returncode)
-    except BaseException:
-        for child in (runner, proc):  # psql first: it must never see the end of a partial script
-            if child is not None:
-                child.kill()
-                child.wait()
-        raise
-    finally:
-        for thread in threads:
-            thread.join(timeout=10)
-        for child in (proc, runner):
-            if child is None:
-                continue
-            for pipe in (child.stdin, child.stdout, child.stderr):
-                if pipe and not pipe.closed:
-                    with contextlib.suppress(BrokenPipeError):
-                        pipe.close()
-    if runner_code > 0:
-        raise _restore_failure(runner_code, runner_stderr, target, tool="psql")
+    if runner_code > 0 and runner is not None:
+        raise _restore_failure(runner_code, runner.error_line(), target, tool="psql")
     if returncode != 0:
-        raise _restore_failure(returncode, stderr, target)
+        raise _restore_failure(returncode, proc.error_line(), target)
     duration = time.monotonic() - t0
     log.info("restore_completed", id=manifest.id, target=target.safe_url, bytes=stored, duration_s=round(duration, 3))
     return RestoreResult(manifest.id, target.dbname, target.safe_url, stored, round(duration, 3))
@@ -175,7 +151,7 @@ def _feed(
     store: ObjectStore,
     manifest: Manifest,
     identity: str | None,
-    proc: subprocess.Popen[bytes],
+    proc: childproc.Child,
     on_progress: ProgressCallback | None,
     t0: float,
 ) -> int:
@@ -228,14 +204,7 @@ class _InputClosed(Exception):
     """pg_restore closed its input early (it failed); its exit code and stderr tell why."""
 
 
-def _drain(proc: subprocess.Popen[bytes], out: bytearray) -> None:
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        out += line
-        del out[:-STDERR_KEEP_BYTES]
-
-
-def _finish_runner(runner: subprocess.Popen[bytes], relay: restore_script.Relay, returncode: int) -> int:
+def _finish_runner(runner: childproc.Child, relay: restore_script.Relay, returncode: int) -> int:
     """Let psql commit only a complete script from a pg_restore that succeeded; otherwise kill it."""
     relay.join()
     assert runner.stdin is not None
@@ -244,19 +213,16 @@ def _finish_runner(runner: subprocess.Popen[bytes], relay: restore_script.Relay,
             runner.stdin.close()
         return runner.wait()
     if relay.refused:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            return runner.wait(timeout=10)
+        with contextlib.suppress(childproc.ChildTimeoutError):
+            return runner.wait(timeout_s=10)
     if runner.poll() is None:
-        runner.kill()
-        runner.wait()
+        runner.stop()
         return 0  # killed by us: pg_restore's error is the one to report
-    return runner.returncode
+    return runner.returncode or 0
 
 
-def _restore_failure(returncode: int, stderr: bytearray, target: PgTarget, tool: str = "pg_restore") -> Exception:
-    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
-    detail = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no message")
-    detail = redactor(extra=password_forms(target.url))(detail)
+def _restore_failure(returncode: int, detail: str, target: PgTarget, tool: str = "pg_restore") -> Exception:
+    detail = redactor(extra=password_forms(target.url))(detail or "no message")
     if returncode < 0:
         return RetryableError(f"{tool} was killed by signal {-returncode}; the target was rolled back")
     return PermanentError(f"{tool} failed (exit {returncode}): {detail}; the target was rolled back")

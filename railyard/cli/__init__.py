@@ -8,8 +8,10 @@ stdout.
 from __future__ import annotations
 
 import io
+import signal
 import sys
 import traceback
+from types import FrameType
 from typing import Any, TextIO
 
 import click
@@ -18,11 +20,16 @@ import redis
 
 from railyard import __version__
 from railyard.cli.context import CliContext
-from railyard.errors import ConfigError, RailyardError
+from railyard.errors import ConfigError, RailyardError, RetryableError
 from railyard.redact import Redactor
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(RetryableError):
+    """SIGTERM arrived: raised where the command was, so what it holds is let go in order."""
 
 
 class RailyardGroup(click.Group):
@@ -35,7 +42,13 @@ class RailyardGroup(click.Group):
             if ctx.params.get("debug"):
                 traceback.print_exc()
             click.echo(f"error: {_scrub(_one_line(exc), ctx)}", err=True)
-            ctx.exit(EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_ERROR)
+            ctx.exit(_exit_code(exc))
+
+
+def _exit_code(exc: BaseException) -> int:
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_ERROR
 
 
 def _one_line(exc: BaseException) -> str:
@@ -128,7 +141,14 @@ class RedactingStream(io.TextIOBase):
         return True
 
 
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Once: child processes are stopped and locks released on the way out; a second SIGTERM must not cut that short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated("stopped by SIGTERM before finishing; what it had started was stopped, run it again")
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     redact = Redactor(CliContext().known_secrets())
     sys.stdout = RedactingStream(sys.stdout, redact)
     sys.stderr = RedactingStream(sys.stderr, redact)

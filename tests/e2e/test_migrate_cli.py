@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +271,53 @@ def test_migration_job_on_a_real_worker(app, database_url, redis_url, redis_conn
         (s["namespace"], s["version"], s["name"]) for s in result["steps"] if s["namespace"] == "app"
     ]
     assert [(1,)] == rows(database_url, "SELECT version FROM railyard_migrations WHERE namespace = 'app'")
+
+
+FIRST_MIGRATOR = "echo $$ >> {pids}; sleep 25 & echo $! >> {pids}; wait; echo first-finished >> {log}"
+SECOND_MIGRATOR = (
+    'for p in $(cat {pids}); do if kill -0 "$p" 2>/dev/null; then echo "overlap $p"; fi; done >> {log}; '
+    "echo second-ran >> {log}"
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_migrate_up_ends_its_external_migrator_and_a_second_run_never_overlaps_it(
+    app, tmp_path, sig: int
+) -> None:
+    """A `sh -c` migrator and its grandchild die with `railyard migrate up`; the next run starts after them."""
+    _, env = app
+    pids, log = tmp_path / "pids", tmp_path / "log"
+    first = subprocess.Popen(
+        cli_argv("migrate", "up"),
+        env=child_env(**env, MIGRATE_COMMAND=shlex.join(["sh", "-c", FIRST_MIGRATOR.format(pids=pids, log=log)])),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(pids.read_text().split() if pids.exists() else []) < 2:
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read() if first.stderr else ""
+            time.sleep(0.05)
+        shell, grandchild = (int(p) for p in pids.read_text().split())
+        first.send_signal(sig)
+        _, stderr = first.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.communicate()
+
+    second = run_cli(
+        "migrate",
+        "up",
+        env={**env, "MIGRATE_COMMAND": shlex.join(["sh", "-c", SECOND_MIGRATOR.format(pids=pids, log=log)])},
+    )
+    assert 0 == second.returncode, second.stderr
+    assert "second-ran\n" == log.read_text()  # no overlap line, and the first never finished
+    assert [] == [pid for pid in (shell, grandchild) if Path(f"/proc/{pid}").exists()]
+    if sig == signal.SIGTERM:
+        assert 143 == first.returncode
+        assert "error: stopped by SIGTERM before finishing" in stderr
+        released = [e["event"] for e in events(stderr) if e.get("event", "").startswith("migration_lock_")]
+        assert ["migration_lock_acquired", "migration_lock_released"] == released
