@@ -30,7 +30,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from jobs.purge_config import PurgePolicy
+from jobs.purge_config import PurgePolicy, is_system_schema, system_schema_refusal
 from railyard.errors import ConfigError, LockBusyError, PermanentError, RetryableError
 
 log = structlog.get_logger()
@@ -200,6 +200,9 @@ def _resolve(conn: psycopg.Connection[Any], policy: PurgePolicy, problems: list[
         problems.append(f"table {policy.name!r} does not exist in {where}; check the name in the retention config")
         return None
     oid, schema, table, relkind, allowed = rows[0]
+    if is_system_schema(schema):  # an unqualified catalog name (pg_authid) resolves to pg_catalog
+        problems.append(system_schema_refusal(schema, table))
+        return None
     if relkind == "p":
         problems.append(
             f"{policy.name!r} is a partitioned table; drop expired partitions instead, "

@@ -30,6 +30,8 @@ DEFAULT_BATCH_SIZE = 5000
 DEFAULT_PAUSE_S = 0.05
 DEFAULT_LOCK_TIMEOUT_S = 1.0
 DEFAULT_STATEMENT_TIMEOUT_S = 2.0
+# PostgreSQL's own schemas: rows there are the catalog (pg_authid holds the roles), never expired data.
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated by the server
 
 _REQUIRED = ("table", "column", "max_age")
@@ -132,6 +134,8 @@ def _parse_policy(raw: dict[str, Any], where: str, problems: list[str]) -> Purge
             )
         else:
             schema, table = parts
+    if schema is not None and is_system_schema(schema):
+        problems.append(f"{where}: {system_schema_refusal(schema, table)}")
     for key, name in (("schema", schema), ("table", table), ("column", column)):
         if name is not None and len(name.encode()) > MAX_IDENTIFIER_BYTES:
             problems.append(f"{where}: {key} {name!r} is longer than PostgreSQL's {MAX_IDENTIFIER_BYTES}-byte names")
@@ -169,6 +173,18 @@ def _parse_policy(raw: dict[str, Any], where: str, problems: list[str]) -> Purge
     if len(problems) > before or table is None or column is None or max_age is None:
         return None
     return PurgePolicy(table=table, column=column, max_age=max_age, schema=schema, **numbers)
+
+
+def is_system_schema(schema: str) -> bool:
+    """pg_catalog, information_schema, pg_toast, and the per-session pg_temp_N / pg_toast_temp_N schemas."""
+    return schema in SYSTEM_SCHEMAS or schema.startswith(("pg_temp_", "pg_toast_temp_"))
+
+
+def system_schema_refusal(schema: str, table: str | None) -> str:
+    return (
+        f"table {f'{schema}.{table}' if table else schema!r} is in the system schema {schema!r}; retention never "
+        f"deletes from {', '.join(SYSTEM_SCHEMAS)}: name a table of your own, schema-qualified if in doubt"
+    )
 
 
 def _identifier(raw: dict[str, Any], key: str, where: str, problems: list[str]) -> str | None:

@@ -310,3 +310,24 @@ def test_rows_still_referenced_are_a_clear_permanent_error(conn: psycopg.Connect
     with pytest.raises(PermanentError, match=r"cannot delete expired rows from public\.events: update or delete"):
         purge.purge_rows(conn, [policy()], now=NOW)
     assert expired_left(conn) == 10
+
+
+@pytest.mark.parametrize(
+    "catalog_policy",
+    [
+        policy("pg_authid", "rolvaliduntil"),  # unqualified: resolves to pg_catalog on every search_path
+        PurgePolicy("pg_authid", "rolvaliduntil", Duration(days=1), schema="pg_catalog"),
+    ],
+)
+def test_system_catalogs_are_refused_however_named(conn: psycopg.Connection[Any], catalog_policy: PurgePolicy) -> None:
+    """pg_authid holds the roles; a role whose password expired long ago must not be deleted."""
+    conn.execute("CREATE ROLE ry_expired_role VALID UNTIL '2001-01-01'")
+    try:
+        with pytest.raises(ConfigError) as caught:
+            purge.purge_rows(conn, [catalog_policy], now=NOW)
+        assert ["in the system schema 'pg_catalog'"] == [
+            p[p.index("in the system") : p.index("';") + 1] for p in caught.value.problems
+        ]
+        assert 1 == count(conn, "SELECT count(*) FROM pg_roles WHERE rolname = 'ry_expired_role'")
+    finally:
+        conn.execute("DROP ROLE ry_expired_role")

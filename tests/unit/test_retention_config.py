@@ -156,3 +156,13 @@ def test_config_from_env(tmp_path: Path) -> None:
     path = tmp_path / "retention.toml"
     path.write_text('[[policy]]\ntable = "events"\ncolumn = "at"\nmax_age = "30d"\n')
     assert [PurgePolicy("events", "at", Duration(days=30))] == config_from_env({CONFIG_VARIABLE: str(path)})
+
+
+@pytest.mark.parametrize(
+    "table",
+    ['schema = "pg_catalog"\ntable = "pg_authid"', 'table = "information_schema.sql_parts"', 'table = "pg_toast.x"'],
+)
+def test_policies_on_system_schemas_are_refused(table: str) -> None:
+    text = f'[[policy]]\n{table}\ncolumn = "created_at"\nmax_age = "30d"\n'
+    with pytest.raises(ConfigError, match="retention never deletes from pg_catalog, information_schema, pg_toast"):
+        parse_config(text, "retention.toml")
