@@ -18,6 +18,7 @@ from rq import Queue, Retry
 from rq.job import Job
 
 from jobs import registry
+from jobs.job_arguments import check_arguments
 from railyard.errors import PermanentError
 from railyard.serializer import SerializerName, rq_serializer, serializer_from_env
 from railyard.settings import DEFAULT_REDIS_URL
@@ -40,6 +41,7 @@ def enqueue(
     name = serializer or serializer_from_env()
     if name == "json":
         require_json_arguments(func_path, kwargs)
+    check_arguments(spec.func, spec.params, (), kwargs)
     options: dict[str, Any] = {
         "job_timeout": spec.timeout_s,
         "result_ttl": spec.result_ttl_s,

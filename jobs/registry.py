@@ -16,6 +16,7 @@ from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
+from jobs.job_arguments import Param, check_arguments
 from railyard.errors import PermanentError, RetryableError
 
 HOUR_S = 3600
@@ -46,6 +47,7 @@ class JobSpec:
     retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS
     result_ttl_s: int = 7 * DAY_S
     failure_ttl_s: int = 30 * DAY_S
+    params: tuple[Param, ...] = ()  # the function's arguments and their kinds, checked before it runs
 
     def is_retryable(self, exc: BaseException | None) -> bool:
         """Permanent errors never retry; otherwise only the listed transient kinds do."""
@@ -57,18 +59,74 @@ class JobSpec:
 # Migrations retry only what a later attempt can fix (lock busy, connection lost), never a timeout.
 MIGRATION_RETRY_ON: tuple[type[BaseException], ...] = (RetryableError, ConnectionError, psycopg.OperationalError)
 
+BACKUP_PARAMS = (
+    Param("database", "str"),
+    Param("schema_only", "bool", nullable=False),
+    Param("data_only", "bool", nullable=False),
+    Param("tables", "str list"),
+    Param("exclude_tables", "str list"),
+    Param("schemas", "str list"),
+    Param("exclude_schemas", "str list"),
+    Param("all_databases", "bool", nullable=False),
+)
+MIGRATION_PARAMS = (
+    Param("to", "int"),
+    Param("allow_out_of_order", "bool", nullable=False),
+    Param("backup", "bool"),
+    Param("accept_checksums", "str list"),
+)
+DRY_RUN = (Param("dry_run", "bool", nullable=False),)
+
 SPECS: tuple[JobSpec, ...] = (
-    JobSpec("jobs.diagnostics.ping", queue="backup", timeout_s=60, max_attempts=1),
+    JobSpec(
+        "jobs.diagnostics.ping",
+        queue="backup",
+        timeout_s=60,
+        max_attempts=1,
+        params=(Param("delay_s", "number", nullable=False),),
+    ),
     JobSpec("jobs.diagnostics.retry_probe", queue="backup", timeout_s=60, max_attempts=2, backoff_s=(1,)),
-    JobSpec("jobs.backup.run_backup", queue="backup", timeout_s=3 * HOUR_S, backoff_s=(300, 900)),
-    JobSpec("jobs.verify.verify_backup", queue="backup", timeout_s=3 * HOUR_S, max_attempts=2, backoff_s=(900,)),
-    JobSpec("jobs.migrate.run_migrations", queue="migration", timeout_s=HOUR_S, retry_on=MIGRATION_RETRY_ON),
+    JobSpec("jobs.backup.run_backup", queue="backup", timeout_s=3 * HOUR_S, backoff_s=(300, 900), params=BACKUP_PARAMS),
+    JobSpec(
+        "jobs.verify.verify_backup",
+        queue="backup",
+        timeout_s=3 * HOUR_S,
+        max_attempts=2,
+        backoff_s=(900,),
+        params=(Param("backup_id", "str"), Param("database", "str")),
+    ),
+    JobSpec(
+        "jobs.migrate.run_migrations",
+        queue="migration",
+        timeout_s=HOUR_S,
+        retry_on=MIGRATION_RETRY_ON,
+        params=MIGRATION_PARAMS,
+    ),
     # Backoff outlasts AUDIO_STALE_AFTER_S, so a retry can take over a dead worker's file.
     JobSpec(
-        "jobs.audio.process_audio", queue="audio", timeout_s=30 * 60, max_attempts=5, backoff_s=(30, 120, 600, 1800)
+        "jobs.audio.process_audio",
+        queue="audio",
+        timeout_s=30 * 60,
+        max_attempts=5,
+        backoff_s=(30, 120, 600, 1800),
+        params=(Param("audio_file_id", "int or str", nullable=False),),
     ),
-    JobSpec("jobs.retention.prune_backups", queue="retention", timeout_s=HOUR_S, max_attempts=3, backoff_s=(60, 300)),
-    JobSpec("jobs.retention.purge_rows", queue="retention", timeout_s=2 * HOUR_S, max_attempts=3, backoff_s=(60, 300)),
+    JobSpec(
+        "jobs.retention.prune_backups",
+        queue="retention",
+        timeout_s=HOUR_S,
+        max_attempts=3,
+        backoff_s=(60, 300),
+        params=DRY_RUN,
+    ),
+    JobSpec(
+        "jobs.retention.purge_rows",
+        queue="retention",
+        timeout_s=2 * HOUR_S,
+        max_attempts=3,
+        backoff_s=(60, 300),
+        params=DRY_RUN,
+    ),
     JobSpec("jobs.staleness.check_stale_backups", queue="backup", timeout_s=300, max_attempts=1),
 )
 
@@ -83,6 +141,11 @@ LONGEST_TIMEOUT_S = max(spec.timeout_s for spec in SPECS)
 
 def spec_for(func_name: str) -> JobSpec | None:
     return REGISTRY.get(func_name)
+
+
+def check_job_arguments(job: Job, spec: JobSpec) -> None:
+    """Raise JobArgumentError (permanent) when ``job``'s arguments do not fit ``spec.params``."""
+    check_arguments(spec.func, spec.params, list(job.args or ()), dict(job.kwargs or {}))
 
 
 def unregistered_callbacks(job: Job) -> list[str]:

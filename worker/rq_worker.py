@@ -7,7 +7,8 @@ horse, job_id, queue, func and attempt are bound to every log line, and permanen
 use up the retry budget so they are not retried. A job that fails for good (no retry
 left) raises an alert. A job whose on_success, on_failure or on_stopped callback names
 anything not registered for callbacks (jobs.registry.CALLBACKS) is refused the same way,
-before anything is imported. The exception text rq stores for a failed job goes through
+before anything is imported, and so is a job whose arguments do not fit the types its
+registry entry declares. The exception text rq stores for a failed job goes through
 the redaction layer. A job whose worker was killed is found by rq's registry cleanup
 once its heartbeat is ``WORKER_HEARTBEAT_GRACE_S`` overdue, and is retried like any
 transient failure, or failed with the reason "abandoned". A job whose work horse alone was
@@ -36,6 +37,7 @@ from rq.serializers import DefaultSerializer, Serializer, resolve_serializer
 from rq.worker import Worker
 
 from jobs import registry
+from jobs.job_arguments import JobArgumentError
 from railyard import serializer as job_serializer
 from railyard.alerts import Alert, send_alert
 from railyard.errors import ConfigError
@@ -98,6 +100,11 @@ class RailyardWorker(Worker):
         unknown = registry.unregistered_callbacks(job)
         if unknown:
             self._refuse(job, queue, _callbacks_reason(unknown))
+            return
+        try:
+            registry.check_job_arguments(job, spec)
+        except JobArgumentError as exc:
+            self._refuse(job, queue, f"refused: {exc}")
             return
         registry.apply_policy(job, spec, self.tuning.retry_backoff_scale)
         job.save(include_meta=True)

@@ -1,5 +1,6 @@
-"""Registry-only execution covers rq callbacks: a job whose on_success, on_failure or on_stopped
-names anything not registered for callbacks is refused, and neither the job nor the callback runs."""
+"""Registry-only execution covers rq callbacks and argument types: a job whose on_success, on_failure or on_stopped
+names anything not registered for callbacks, or whose arguments do not fit the registry, is refused,
+and neither the job nor the callback runs."""
 
 from __future__ import annotations
 
@@ -42,4 +43,30 @@ def test_unregistered_callbacks_are_refused_and_nothing_runs(
     assert [] == list(probe.iterdir())  # the probe callback never ran
     ran = [line.get("job_id") for line in worker.lines() if line.get("event") == "ping_started"]
     assert [allowed.id] == ran  # and neither did any refused job
+    conn.close()
+
+
+def test_arguments_of_the_wrong_type_are_refused_before_the_job_runs(
+    start_worker, redis_url: str, serializer: str, tmp_path: Path
+) -> None:
+    """`dry_run="false"` is no dry run and no real run either: the job is refused, naming the argument."""
+    conn = redis.Redis.from_url(redis_url)
+    queue = Queue("backup", connection=conn, serializer=rq_serializer(serializer))  # type: ignore[arg-type]
+    retention = Queue("retention", connection=conn, serializer=rq_serializer(serializer))  # type: ignore[arg-type]
+    bad = {
+        retention.enqueue("jobs.retention.prune_backups", kwargs={"dry_run": "false"}).id: "'dry_run' is 'false'",
+        queue.enqueue("jobs.backup.run_backup", kwargs={"tables": "public.orders"}).id: "'tables' is 'public.orders'",
+        queue.enqueue("jobs.diagnostics.ping", "soon").id: "'delay_s' is 'soon' (str)",
+    }
+    good = queue.enqueue("jobs.diagnostics.ping", kwargs={"delay_s": 0})
+    env = {"REDIS_URL": redis_url, "RAILYARD_SERIALIZER": serializer, "BACKUP_STORAGE_URL": str(tmp_path)}
+    worker = start_worker(env)
+    for job_id, expected in bad.items():
+        done = wait_finished(conn, job_id)
+        reason = done.latest_result().exc_string
+        assert (JobStatus.FAILED, True) == (done.get_status(), expected in reason), reason
+        assert reason.startswith("refused: ") and "Traceback" not in reason
+    assert JobStatus.FINISHED == wait_finished(conn, good.id).get_status()
+    started = {line.get("job_id") for line in worker.lines() if str(line.get("event", "")).endswith("_started")}
+    assert set() == started & set(bad)
     conn.close()
