@@ -17,18 +17,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+import psycopg
 import structlog
 import zstandard
 from rq import get_current_job
 
 from jobs import childproc, registry
 from jobs.backup_config import BackupOptions, BackupTuning
-from jobs.catalog import Manifest, backup_key, key_segment
-from jobs.databases import list_databases, resolve_target
+from jobs.catalog import Manifest, backup_key, key_segment, newest_usable
+from jobs.databases import list_databases
 from jobs.dump_archive import ArchiveReader
 from jobs.encryption import EncryptionConfig, Encryptor
 from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
 from jobs.rowcounts import estimate_rows
+from jobs.series import BACKUP_LOCK_KEY, Source, resolve_source, server_database, url_source
 from jobs.storage import StorageLocation, choose_part_size, open_store
 from railyard import __version__, alerts
 from railyard.conninfo import password_forms
@@ -43,7 +45,7 @@ PROGRESS_INTERVAL_S = 1.0
 # zstd's default job size keeps ~60 MB of buffers with 2 threads; 2 MiB jobs cost 0.2% in size (bench/README.md).
 ZSTD_JOB_SIZE_BYTES = 2 * 1024 * 1024
 # Advisory lock key (two int4s) held on the source database for the whole backup.
-LOCK_KEY = (0x5241494C, 0x42414B)  # "RAIL", "BAK"
+LOCK_KEY = BACKUP_LOCK_KEY
 
 ProgressCallback = Callable[[int, int, float], None]
 
@@ -56,6 +58,7 @@ def backup_database(
     settings: Settings,
     *,
     database_url: str | None = None,
+    source: Source | None = None,
     options: BackupOptions | None = None,
     tuning: BackupTuning | None = None,
     encryption: EncryptionConfig | None = None,
@@ -64,12 +67,16 @@ def backup_database(
 ) -> Manifest:
     """Back up one database now and return its manifest.
 
-    Raises LockBusyError when another backup of the same database is running.
+    ``source`` says which series the backup joins; without it, ``database_url`` (its series
+    is its database name) or DATABASE_URL. Raises LockBusyError when another backup of the
+    same database is running.
     """
     options = options or BackupOptions()
     tuning = tuning or BackupTuning.from_env()
     encryption = encryption or EncryptionConfig.from_env()
-    target = PgTarget(database_url or settings.database_url)
+    if source is None:
+        source = url_source(database_url) if database_url else resolve_source(settings, None)
+    target = source.target
     location = StorageLocation.parse(settings.backup_storage_url)
     store = open_store(location, addressing_style=settings.s3_addressing_style)
     store.check()  # a missing bucket or read-only directory fails before pg_dump starts
@@ -80,6 +87,8 @@ def backup_database(
         locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()
         if not locked or not locked[0]:
             raise LockBusyError(f"a backup of database {target.dbname!r} is already running; not starting another")
+        system_identifier = server_identity(conn)
+        previous = newest_usable(store, location, environment=settings.environment, series=source.series)
         size_row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         db_size = int(str(size_row[0])) if size_row else 0
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -87,12 +96,12 @@ def backup_database(
         snapshot = str(snapshot_row[0]) if snapshot_row else ""
 
         started = clock()
-        key = backup_key(location, settings.environment, target.dbname, started, encrypted=encryption.enabled)
+        key = backup_key(location, settings.environment, source.series, started, encrypted=encryption.enabled)
         while store.head(key.key) is not None or store.head(key.manifest_key) is not None:
-            # A backup of this database was taken in the same second: keys have one-second
+            # A backup of this series was taken in the same second: keys have one-second
             # resolution, so this one is stamped a second later rather than overwrite it.
             started = key.taken_at + timedelta(seconds=1)
-            key = backup_key(location, settings.environment, target.dbname, started, encrypted=encryption.enabled)
+            key = backup_key(location, settings.environment, source.series, started, encrypted=encryption.enabled)
         part_size = tuning.part_size or choose_part_size(db_size)
         concurrency = tuning.concurrency_for(part_size)
         if part_size * (concurrency + 1) > tuning.upload_memory:
@@ -105,6 +114,8 @@ def backup_database(
         log.info(
             "backup_started",
             database=target.dbname,
+            series=source.series,
+            source=source.source,
             host=target.host,
             key=key.key,
             server_version=server_version,
@@ -155,8 +166,13 @@ def backup_database(
         archive_checked=reader is not None,
         options=options.as_dict(),
         encryption={"format": "age", "recipients": list(encryption.recipients)} if encryption.enabled else None,
+        series=source.series,
+        source=source.source,
+        system_identifier=system_identifier,
     )
-    store.put_bytes(key.manifest_key, manifest.to_json())
+    store.put_bytes(key.manifest_key, manifest.to_json(), if_absent=True)
+    if previous is not None and server_changed(previous, manifest):
+        _alert_server_changed(settings, previous, manifest)
     log.info(
         "backup_completed",
         id=manifest.id,
@@ -169,6 +185,46 @@ def backup_database(
         location=store.location(manifest.key),
     )
     return manifest
+
+
+def server_identity(conn: Any) -> str | None:
+    """The server's ``system_identifier`` (unique per cluster), or None when this user may not read it."""
+    try:
+        row = conn.execute("SELECT system_identifier::text FROM pg_control_system()").fetchone()
+    except psycopg.Error as exc:
+        log.info("system_identifier_unreadable", reason=" ".join(str(exc).split()))
+        return None
+    return str(row[0]) if row and row[0] is not None else None
+
+
+def server_changed(previous: Manifest, current: Manifest) -> bool:
+    """Whether ``current`` came from another server than the series' previous backup.
+
+    The system identifiers decide when both are known; otherwise the hosts do (a host
+    spelled another way, such as a public and a private name, then counts as a change once).
+    """
+    if previous.system_identifier and current.system_identifier:
+        return previous.system_identifier != current.system_identifier
+    return previous.host != current.host
+
+
+def _alert_server_changed(settings: Settings, previous: Manifest, current: Manifest) -> None:
+    details = {
+        "series": current.series_name,
+        "source": current.source,
+        "previous_id": previous.id,
+        "previous_host": previous.host,
+        "previous_system_identifier": previous.system_identifier,
+        "id": current.id,
+        "host": current.host,
+        "system_identifier": current.system_identifier,
+    }
+    log.warning("series_server_changed", **details)
+    summary = (
+        f"series {current.series_name!r} now comes from another server ({previous.host} -> {current.host}); "
+        f"backup {current.id} was taken, check that {current.source} points where it should"
+    )
+    alerts.send_alert(alerts.Alert("series_server_changed", summary, settings.environment, details))
 
 
 def pg_dump_argv(tool: PgTool, target: PgTarget, snapshot: str, options: BackupOptions) -> list[str]:
@@ -294,23 +350,28 @@ def backup_globals(
 
 def backup_all_databases(
     settings: Settings,
-    server: PgTarget,
+    server: Source | PgTarget,
     *,
     options: BackupOptions | None = None,
     tuning: BackupTuning | None = None,
     encryption: EncryptionConfig | None = None,
 ) -> tuple[list[Manifest], str | None]:
     """Back up every connectable, non-template database on ``server``, each with its own manifest,
-    plus the server's globals. Raises RetryableError naming the databases that failed."""
+    plus the server's globals. Raises RetryableError naming the databases that failed.
+
+    Each database is its own series: the source's own database keeps the source's series,
+    any other database ``D`` is ``{source series}.{D}``.
+    """
+    source = server if isinstance(server, Source) else url_source(server.url)
     tuning = tuning or BackupTuning.from_env()
     encryption = encryption or EncryptionConfig.from_env()
     manifests, failed = [], []
-    for name in list_databases(server):
+    for name in list_databases(source.target):
         try:
             manifests.append(
                 backup_database(
                     settings,
-                    database_url=server.with_dbname(name).url,
+                    source=server_database(source, name),
                     options=options,
                     tuning=tuning,
                     encryption=encryption,
@@ -321,7 +382,7 @@ def backup_all_databases(
         except RailyardError as exc:
             log.error("backup_failed", database=name, error=str(exc))
             failed.append(f"{name} ({exc})")
-    globals_key = backup_globals(settings, server, tuning=tuning, encryption=encryption)
+    globals_key = backup_globals(settings, source.target, tuning=tuning, encryption=encryption)
     if failed:
         raise RetryableError(f"{len(failed)} of the server's databases were not backed up: {'; '.join(failed)}")
     return manifests, globals_key
@@ -368,13 +429,13 @@ def _run_backup(
         schemas=tuple(schemas or ()),
         exclude_schemas=tuple(exclude_schemas or ()),
     )
+    source = resolve_source(settings, database)
     if all_databases:
-        manifests, globals_key = backup_all_databases(settings, resolve_target(settings, database), options=options)
+        manifests, globals_key = backup_all_databases(settings, source, options=options)
         return {"backups": [dataclasses.asdict(m) for m in manifests], "globals_key": globals_key}
-    target = resolve_target(settings, database)
     try:
-        manifest = backup_database(settings, database_url=target.url, options=options)
+        manifest = backup_database(settings, source=source, options=options)
     except LockBusyError as exc:
-        log.warning("backup_skipped", database=target.dbname, reason=str(exc))
-        return {"skipped": True, "database": target.dbname, "reason": str(exc)}
+        log.warning("backup_skipped", database=source.target.dbname, series=source.series, reason=str(exc))
+        return {"skipped": True, "database": source.target.dbname, "reason": str(exc)}
     return dataclasses.asdict(manifest)

@@ -8,8 +8,11 @@ manifest (an orphan, removed by a later run), never a manifest pointing at nothi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,10 +23,11 @@ from jobs.catalog import (
     MANIFEST_SUFFIX,
     STAMP_FORMAT,
     VERIFIED_SUFFIX,
+    CatalogProblem,
     Manifest,
     key_segment,
-    list_backups,
     parse_backup_key,
+    read_catalog,
 )
 from jobs.retention_policy import BackupRecord, Decision, RetentionPolicy, plan_retention
 from jobs.storage import IncompleteUpload, ObjectInfo, ObjectStore, StorageLocation
@@ -36,7 +40,21 @@ log = structlog.get_logger()
 VERIFIED_PASSED = "passed"
 # A dump without a manifest younger than this may be a backup still being committed.
 ORPHAN_MIN_AGE = timedelta(hours=24)
+# An incomplete upload is aborted only when both its key's own stamp and the server's Initiated
+# time are older than this (servers report odd Initiated times: moto says 2010), and never
+# while the backup's lock is held.
 INCOMPLETE_UPLOAD_MIN_AGE = timedelta(hours=24)
+
+# ``series_lock(series)`` enters holding the lock a running backup of ``series`` holds, yielding
+# True, or yields False when that lock is held (the backup is running), or None when it cannot tell.
+SeriesLock = Callable[[str], AbstractContextManager[bool | None]]
+
+
+@contextlib.contextmanager
+def no_series_lock(series: str) -> Iterator[bool | None]:
+    yield None
+
+
 # Roles and tablespaces saved by whole-server backups (jobs.backup.backup_globals).
 _GLOBALS_KEY = re.compile(
     r"^_globals/\d{4}/\d{2}/\d{2}/(?P<host>[^/]+)-globals-(?P<stamp>\d{8}T\d{6}Z)\.sql\.zst(?:\.age)?$"
@@ -53,7 +71,12 @@ class PruneReport:
     orphans: list[ObjectInfo] = field(default_factory=list)
     incomplete_uploads: list[IncompleteUpload] = field(default_factory=list)
     stale_globals: list[ObjectInfo] = field(default_factory=list)  # no kept backup is older than the next one
-    unreadable: list[str] = field(default_factory=list)  # manifests skipped, so their backups are untouched
+    problems: list[CatalogProblem] = field(default_factory=list)  # manifests not used: never acted on
+    uploads_left: list[tuple[IncompleteUpload, str]] = field(default_factory=list)  # (upload, why it stays)
+
+    @property
+    def unreadable(self) -> list[str]:
+        return [p.key for p in self.problems]
 
     @property
     def kept(self) -> list[Decision]:
@@ -69,6 +92,7 @@ class PruneReport:
                 "id": d.backup.id,
                 "environment": d.backup.environment,
                 "database": d.backup.database,
+                "series": d.backup.database,
                 "taken_at": d.backup.taken_at.isoformat(),
                 "key": d.backup.key,
                 "manifest_key": d.backup.key + MANIFEST_SUFFIX,
@@ -90,6 +114,12 @@ class PruneReport:
                 for u in self.incomplete_uploads
             ],
             "unreadable_manifests": list(self.unreadable),
+            "invalid": [p.as_dict() for p in self.problems if p.kind == "invalid"],
+            "foreign": [p.as_dict() for p in self.problems if p.kind == "foreign"],
+            "incomplete_uploads_left": [
+                {"key": u.key, "upload_id": u.upload_id, "initiated": u.initiated.isoformat(), "reason": why}
+                for u, why in self.uploads_left
+            ],
             "globals_delete": [
                 {"key": g.key, "size": g.size, "modified": g.modified.isoformat()} for g in self.stale_globals
             ],
@@ -104,27 +134,34 @@ def prune(
     policy: RetentionPolicy,
     now: datetime,
     dry_run: bool = False,
+    series_lock: SeriesLock = no_series_lock,
 ) -> PruneReport:
-    """Plan retention for ``environment``'s backups and, unless ``dry_run``, carry it out."""
+    """Plan retention for ``environment``'s backups and, unless ``dry_run``, carry it out.
+
+    Only usable backups (see :func:`jobs.catalog.read_catalog`) are planned; every manifest
+    that is not used is reported and left alone, and so is its dump.
+    """
     report = PruneReport(environment=environment, location=str(location), policy=policy.describe(), dry_run=dry_run)
     prefix = location.key(key_segment(environment)) + "/"
     listing = {info.key: info for info in store.list(prefix)}
-
-    def unreadable(key: str, exc: Exception) -> None:
-        log.warning("manifest_unreadable", key=key, error=str(exc))
-        report.unreadable.append(key)
-
-    manifests = list_backups(store, location, environment=environment, on_corrupt=unreadable)
-    records = [r for r in (_record(m, location, listing) for m in manifests) if r is not None]
+    catalog = read_catalog(store, location, environment=environment, listing=listing)
+    for problem in catalog.problems:
+        log.warning("manifest_not_used", kind=problem.kind, key=problem.key, reason=problem.reason)
+    report.problems = catalog.problems
+    records = [_record(m, location) for m in catalog.backups]
     records = _mark_newest_verified(store, records, listing)
     report.decisions = plan_retention(records, policy, now)
     report.orphans = _orphans(location, listing, now)
     report.stale_globals = _stale_globals(prefix, listing, report.kept)
-    report.incomplete_uploads = [
-        u
-        for u in store.list_incomplete_uploads(prefix)
-        if u.initiated < now - INCOMPLETE_UPLOAD_MIN_AGE and parse_backup_key(location, u.key) is not None
-    ]
+    stale_uploads = []
+    for upload in store.list_incomplete_uploads(prefix):
+        if parse_backup_key(location, upload.key) is None:
+            continue  # not a backup's upload: not ours to judge
+        why = _upload_kept(location, upload, now)
+        if why:
+            report.uploads_left.append((upload, why))
+        else:
+            stale_uploads.append(upload)
     log.info(
         "prune_planned",
         environment=environment,
@@ -132,11 +169,13 @@ def prune(
         keep=len(report.kept),
         delete=len(report.deleted),
         orphans=len(report.orphans),
-        incomplete_uploads=len(report.incomplete_uploads),
+        incomplete_uploads=len(stale_uploads),
         stale_globals=len(report.stale_globals),
+        not_used=len(report.problems),
         dry_run=dry_run,
     )
     if dry_run:
+        report.incomplete_uploads = stale_uploads
         return report
 
     for decision in report.deleted:
@@ -145,9 +184,8 @@ def prune(
     for orphan in report.orphans:
         store.delete(orphan.key)
         log.info("orphan_deleted", key=orphan.key, size=orphan.size)
-    for upload in report.incomplete_uploads:
-        store.abort_incomplete_upload(upload)
-        log.info("incomplete_upload_aborted", key=upload.key)
+    for upload in stale_uploads:
+        _abort_unless_running(store, location, upload, series_lock, report)
     for stale in report.stale_globals:
         store.delete(stale.key)
         log.info("globals_deleted", key=stale.key)
@@ -155,19 +193,47 @@ def prune(
     return report
 
 
-def _record(manifest: Manifest, location: StorageLocation, listing: dict[str, ObjectInfo]) -> BackupRecord | None:
-    """The planner's view of a backup, or None when the manifest does not describe its own place."""
+def _record(manifest: Manifest, location: StorageLocation) -> BackupRecord:
+    """The planner's view of a usable backup (whose manifest describes the place it was read from)."""
     parsed = parse_backup_key(location, manifest.key)
-    if parsed is None or parsed.key + MANIFEST_SUFFIX not in listing or parsed.id != manifest.id:
-        log.warning("manifest_key_mismatch", id=manifest.id, key=manifest.key)
-        return None
+    assert parsed is not None  # read_catalog uses only manifests found at the key they record
     return BackupRecord(
         id=parsed.id,
         environment=parsed.environment,
-        database=parsed.database,
+        database=parsed.series,
         taken_at=parsed.taken_at,
         key=parsed.key,
     )
+
+
+def _upload_kept(location: StorageLocation, upload: IncompleteUpload, now: datetime) -> str | None:
+    """Why an incomplete upload must stay, or None when it is old enough to abort (lock permitting)."""
+    parsed = parse_backup_key(location, upload.key)
+    assert parsed is not None
+    if parsed.taken_at > now - INCOMPLETE_UPLOAD_MIN_AGE:
+        return "its key's own time is less than 24 h ago"
+    if upload.initiated > now - INCOMPLETE_UPLOAD_MIN_AGE:
+        return "the server says it was started less than 24 h ago"
+    return None
+
+
+def _abort_unless_running(
+    store: ObjectStore,
+    location: StorageLocation,
+    upload: IncompleteUpload,
+    series_lock: SeriesLock,
+    report: PruneReport,
+) -> None:
+    parsed = parse_backup_key(location, upload.key)
+    assert parsed is not None
+    with series_lock(parsed.series) as free:
+        if free is False:
+            report.uploads_left.append((upload, "a backup of its series is running (its lock is held)"))
+            log.info("incomplete_upload_left", key=upload.key, reason="backup running")
+            return
+        store.abort_incomplete_upload(upload)
+    report.incomplete_uploads.append(upload)
+    log.info("incomplete_upload_aborted", key=upload.key)
 
 
 def _mark_newest_verified(

@@ -24,6 +24,7 @@ from jobs.catalog import Manifest, find_backup
 from jobs.encryption import EncryptionConfig, decrypt_chunks
 from jobs.pgtools import PgTarget, find_tool, server_major
 from jobs.production_guard import check_restore_target
+from jobs.series import default_series
 from jobs.storage import ObjectStore, StorageLocation, open_store
 from railyard.conninfo import Conninfo, password_forms
 from railyard.errors import PermanentError, RetryableError
@@ -61,7 +62,14 @@ def restore_backup(
     check_restore_target(settings, target, force_production=force_production)
     location = StorageLocation.parse(settings.backup_storage_url)
     store = open_store(location, addressing_style=settings.s3_addressing_style)
-    manifest = find_backup(store, location, backup_id, environment=settings.environment, database=database)
+    manifest = find_backup(
+        store,
+        location,
+        backup_id,
+        environment=settings.environment,
+        database=database,
+        default_series=default_series(settings),
+    )
     identity = EncryptionConfig.from_env().identity if manifest.encryption else None
     return restore_manifest(store, manifest, target, identity=identity, on_progress=on_progress)
 

@@ -17,6 +17,7 @@ from jobs import purge, registry
 from jobs.prune import PruneReport, prune
 from jobs.purge_config import config_from_env
 from jobs.retention_config import backup_policy_from_env
+from jobs.series import lock_probe
 from jobs.storage import StorageLocation, open_store
 from railyard.errors import RetryableError
 from railyard.settings import Settings, redact_url
@@ -55,6 +56,7 @@ def run_prune(
         policy=policy,
         now=now or datetime.now(UTC),
         dry_run=dry_run,
+        series_lock=lock_probe(settings, environ),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 import structlog
 
-from jobs.catalog import Manifest, list_backups
+from jobs.catalog import Manifest, read_catalog
 from jobs.databases import named_database_urls
 from jobs.pgtools import PgTarget
 from jobs.storage import ObjectStore, StorageLocation, open_store
@@ -71,7 +71,7 @@ def assess(
     """One Freshness per database, by name; pure."""
     latest_marker: dict[str, dict[str, Any]] = {}
     for marker in verifications.values():
-        db = str(marker.get("database", ""))
+        db = str(marker.get("series") or marker.get("database", ""))
         if db and str(marker.get("verified_at", "")) > str(latest_marker.get(db, {}).get("verified_at", "")):
             latest_marker[db] = marker
     out = []
@@ -91,25 +91,27 @@ def stale_period(item: Freshness, now: datetime, stale_after: timedelta) -> int:
 
 
 def expected_databases(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The series the schedule keeps fresh: every BACKUP_DATABASE_URLS name, else DATABASE_URL's."""
     named = named_database_urls(environ)
-    urls = list(named.values()) or [settings.database_url]
-    return sorted({PgTarget(url).dbname for url in urls})
+    return sorted(named) or [PgTarget(settings.database_url).dbname]
 
 
 def newest_backups(
-    store: ObjectStore, location: StorageLocation, environment: str, expected: list[str]
+    store: ObjectStore, location: StorageLocation, environment: str, expected: list[str], now: datetime | None = None
 ) -> dict[str, Manifest | None]:
+    """The newest usable backup of each series (none dated in the future), by series name."""
+    catalog = read_catalog(store, location, environment=environment)
+    at = now or datetime.now(UTC)
     newest: dict[str, Manifest | None] = dict.fromkeys(expected)
-    for manifest in list_backups(store, location, environment=environment):
-        if newest.get(manifest.database) is None:
-            newest[manifest.database] = manifest
+    for name in catalog.series_names():
+        newest[name] = catalog.newest(name, at)
     return newest
 
 
 def freshness(settings: Settings, config: AlertConfig, now: datetime) -> list[Freshness]:
     location = StorageLocation.parse(settings.backup_storage_url)
     store = open_store(location, addressing_style=settings.s3_addressing_style)
-    newest = newest_backups(store, location, settings.environment, expected_databases(settings))
+    newest = newest_backups(store, location, settings.environment, expected_databases(settings), now)
     return assess(newest, read_verifications(store, location), now, config.stale_after)
 
 

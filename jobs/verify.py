@@ -23,10 +23,11 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from jobs.catalog import VERIFIED_SUFFIX, Manifest, find_backup, list_backups
+from jobs.catalog import VERIFIED_SUFFIX, Manifest, find_backup, read_catalog
 from jobs.encryption import EncryptionConfig
 from jobs.pgtools import PgTarget
 from jobs.restore import restore_manifest
+from jobs.series import default_series
 from jobs.storage import ObjectStore, StorageLocation, open_store
 from railyard.alerts import Alert, send_alert
 from railyard.conninfo import conninfo_problems
@@ -65,6 +66,7 @@ class Verification:
     tables_compared: int
     mismatches: list[Mismatch] = field(default_factory=list)
     error: str | None = None
+    series: str | None = None  # the backup's series; markers written before series lack it
 
     @property
     def passed(self) -> bool:
@@ -166,6 +168,7 @@ def verify_manifest(
     result = Verification(
         backup_id=manifest.id,
         database=manifest.database,
+        series=manifest.series_name,
         key=manifest.key,
         verified_at=started.isoformat(),
         duration_s=round(time.monotonic() - t0, 3),
@@ -196,15 +199,30 @@ def _record(store: ObjectStore, manifest: Manifest, result: Verification) -> Non
 
 
 def read_verifications(store: ObjectStore, location: StorageLocation) -> dict[str, dict[str, Any]]:
-    """``{dump key: marker}`` for every verification marker under ``location``."""
+    """``{dump key: marker}`` for every well-formed verification marker under ``location``.
+
+    A marker is used only when it is an object with a ``result`` and a ``verified_at`` and
+    records the dump key it sits beside; others are logged and ignored.
+    """
     markers = {}
     prefix = location.key()
     for info in store.list(prefix + "/" if prefix else ""):
         if info.key.endswith(VERIFIED_SUFFIX):
+            dump_key = info.key[: -len(VERIFIED_SUFFIX)]
             try:
-                markers[info.key[: -len(VERIFIED_SUFFIX)]] = json.loads(store.get_bytes(info.key))
-            except (ValueError, RailyardError) as exc:
+                marker = json.loads(store.get_bytes(info.key))
+            except (ValueError, RecursionError, RailyardError) as exc:
                 log.warning("verify_marker_unreadable", key=info.key, error=str(exc))
+                continue
+            if (
+                isinstance(marker, dict)
+                and marker.get("result") in ("passed", "failed")
+                and isinstance(marker.get("verified_at"), str)
+                and marker.get("key") == dump_key
+            ):
+                markers[dump_key] = marker
+            else:
+                log.warning("verify_marker_unreadable", key=info.key, error="not a marker for the dump beside it")
     return markers
 
 
@@ -226,12 +244,20 @@ def verify_backups(settings: Settings, backup_id: str | None = None, database: s
     location = StorageLocation.parse(settings.backup_storage_url)
     store = open_store(location, addressing_style=settings.s3_addressing_style)
     if backup_id:
-        chosen = [find_backup(store, location, backup_id, environment=settings.environment, database=database)]
+        chosen = [
+            find_backup(
+                store,
+                location,
+                backup_id,
+                environment=settings.environment,
+                database=database,
+                default_series=default_series(settings),
+            )
+        ]
     else:
-        newest: dict[str, Manifest] = {}
-        for manifest in list_backups(store, location, environment=settings.environment, database=database):
-            newest.setdefault(manifest.database, manifest)
-        chosen = list(newest.values())
+        catalog = read_catalog(store, location, environment=settings.environment, series=database)
+        now = datetime.now(UTC)
+        chosen = [m for name in catalog.series_names() if (m := catalog.newest(name, now)) is not None]
         if not chosen:
             raise PermanentError(f"no backups to verify at {location} for environment {settings.environment!r}")
     encryption = EncryptionConfig.from_env()

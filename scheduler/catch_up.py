@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from redis import Redis
 
-from jobs.catalog import list_backups
+from jobs.catalog import newest_usable
 from jobs.storage import ObjectStore, StorageLocation
 from railyard.errors import RailyardError
 from railyard.serializer import SerializerName
@@ -39,8 +39,8 @@ def is_overdue(entry: Entry, newest_finished: datetime | None, now: datetime) ->
 
 
 def newest_backup(store: ObjectStore, location: StorageLocation, *, environment: str, database: str) -> datetime | None:
-    backups = list_backups(store, location, environment=environment, database=database)
-    return backups[0].finished if backups else None
+    newest = newest_usable(store, location, environment=environment, series=database)
+    return newest.finished if newest else None
 
 
 def catch_up(

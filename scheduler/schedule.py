@@ -138,7 +138,7 @@ def targets_from_settings(settings: Settings, environ: Mapping[str, str] | None 
     BACKUP_ALL_DATABASES=true: one entry backing up every database on DATABASE_URL's server;
     else each BACKUP_DATABASE_URLS name; else the application database (DATABASE_URL). Job
     arguments carry names only, never URLs, so no credential is stored in Redis. A target's
-    name is the database name its backups are catalogued under (what catch-up looks for).
+    name is the series its backups are catalogued under (what catch-up looks for).
     """
     env = os.environ if environ is None else environ
     main = PgTarget(settings.database_url).dbname
@@ -146,5 +146,5 @@ def targets_from_settings(settings: Settings, environ: Mapping[str, str] | None 
         return (BackupTarget(main, {"all_databases": True}),)
     named = named_database_urls(env)
     if named:
-        return tuple(BackupTarget(PgTarget(url).dbname, {"database": name}) for name, url in sorted(named.items()))
+        return tuple(BackupTarget(name, {"database": name}) for name in sorted(named))
     return (BackupTarget(main),)

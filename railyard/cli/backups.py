@@ -13,11 +13,11 @@ import redis
 
 from jobs.backup import backup_all_databases, backup_database
 from jobs.backup_config import BackupOptions
-from jobs.catalog import Manifest, find_backup, list_backups
+from jobs.catalog import Manifest, find_backup, read_catalog
 from jobs.client import enqueue_backup
-from jobs.databases import resolve_target
 from jobs.pgtools import PgTarget
 from jobs.restore import restore_backup
+from jobs.series import default_series, resolve_source, url_source
 from jobs.storage import StorageLocation, open_store
 from jobs.verify import describe_failures, read_verifications, verify_backups
 from railyard.cli.context import CliContext
@@ -134,18 +134,17 @@ def backup(
         job = _enqueue_backup(settings, conn, database, options, all_databases)
         click.echo(job.id)
         return
+    source = url_source(database_url) if database_url else resolve_source(settings, database)
     if all_databases:
-        server = PgTarget(database_url) if database_url else resolve_target(settings, database)
-        manifests, globals_key = backup_all_databases(settings, server, options=options)
+        manifests, globals_key = backup_all_databases(settings, source, options=options)
         for manifest in manifests:
             click.echo(f"{manifest.id}\t{manifest.key}")
         if globals_key:
             click.echo(f"globals\t{globals_key}")
         return
-    url = database_url or resolve_target(settings, database).url
     try:
         manifest = backup_database(
-            settings, database_url=url, options=options, on_progress=_progress_printer(settings, "backup")
+            settings, source=source, options=options, on_progress=_progress_printer(settings, "backup")
         )
     except LockBusyError as exc:
         click.echo(f"skipped: {exc}", err=True)
@@ -213,44 +212,58 @@ def _summary(manifest: Manifest) -> dict[str, Any]:
 
 
 @backups.command("list")
-@click.option("--database", metavar="NAME", help="Only backups of this database.")
+@click.option("--database", metavar="NAME", help="Only backups of this series (a source's name).")
 @click.option("--all-environments", is_flag=True, help="Include every environment, not only ENVIRONMENT's.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of manifests.")
 @click.pass_obj
 def list_command(obj: CliContext, database: str | None, all_environments: bool, as_json: bool) -> None:
-    """List backups, newest first."""
+    """List usable backups, newest first, then the manifests that are not used and why."""
     settings = obj.settings
     store, location = _store(settings)
     environment = None if all_environments else settings.environment
-
-    def corrupt(key: str, exc: Exception) -> None:
-        click.echo(f"warning: skipped {key}: {exc}", err=True)
-
-    found = list_backups(store, location, environment=environment, database=database, on_corrupt=corrupt)
+    catalog = read_catalog(store, location, environment=environment)
+    found = [m for m in catalog.backups if database is None or m.series_name == database]
+    problems = [p for p in catalog.problems if database is None or p.series == database]
     verified = read_verifications(store, location)
     if as_json:
+        for problem in problems:
+            click.echo(f"warning: {problem.kind} manifest not used: {problem.reason}", err=True)
         click.echo(json.dumps([{**_summary(m), "verification": verified.get(m.key)} for m in found], indent=2))
         return
-    if not found:
+    if not found and not problems:
         click.echo(f"no backups at {location} for environment {settings.environment!r}", err=True)
         return
-    click.echo(f"{'ID':<40} {'DATABASE':<20} {'FINISHED (UTC)':<20} {'SIZE':>10}  VERIFIED")
+    if found:
+        click.echo(f"{'ID':<40} {'SERIES':<20} {'FINISHED (UTC)':<20} {'SIZE':>10}  VERIFIED")
     for m in found:
         finished = m.finished.strftime("%Y-%m-%d %H:%M:%S")
         marker = verified.get(m.key)
         status = f"{marker['result']} {marker['verified_at'][:10]}" if marker else "-"
-        click.echo(f"{m.id:<40} {m.database:<20} {finished:<20} {_human_bytes(m.size):>10}  {status}")
+        click.echo(f"{m.id:<40} {m.series_name:<20} {finished:<20} {_human_bytes(m.size):>10}  {status}")
+    if problems:
+        click.echo("not used (never restored, verified or deleted):")
+    for problem in problems:
+        click.echo(f"  {problem.kind:<8} {problem.key}: {problem.reason}")
 
 
 @backups.command("show")
 @click.argument("backup_id")
-@click.option("--database", metavar="NAME", help="With 'latest': the newest backup of this database.")
+@click.option(
+    "--database", metavar="NAME", help="With 'latest': the newest backup of this series (default: DATABASE_URL's)."
+)
 @click.pass_obj
 def show_command(obj: CliContext, backup_id: str, database: str | None) -> None:
     """Print one backup's manifest (BACKUP_ID or 'latest')."""
     settings = obj.settings
     store, location = _store(settings)
-    manifest = find_backup(store, location, backup_id, environment=settings.environment, database=database)
+    manifest = find_backup(
+        store,
+        location,
+        backup_id,
+        environment=settings.environment,
+        database=database,
+        default_series=default_series(settings),
+    )
     click.echo(manifest.to_json().decode())
 
 
@@ -263,7 +276,9 @@ def show_command(obj: CliContext, backup_id: str, database: str | None) -> None:
     envvar="RESTORE_TARGET_URL",
     help="Database to restore into (or RESTORE_TARGET_URL; keep passwords out of argv with PGPASSWORD).",
 )
-@click.option("--database", metavar="NAME", help="With 'latest': the newest backup of this database.")
+@click.option(
+    "--database", metavar="NAME", help="With 'latest': the newest backup of this series (default: DATABASE_URL's)."
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
     "--force-production", is_flag=True, help="Allow restoring over a production database (ENVIRONMENT=production)."

@@ -54,8 +54,10 @@ def _print_prune(report: PruneReport) -> None:
         click.echo(f"orphan {orphan.key}  delete")
     for upload in report.incomplete_uploads:
         click.echo(f"incomplete upload {upload.key}  abort")
-    for key in report.unreadable:
-        click.echo(f"unreadable manifest {key}  left alone")
+    for upload, why in report.uploads_left:
+        click.echo(f"incomplete upload {upload.key}  left alone: {why}")
+    for problem in report.problems:
+        click.echo(f"{problem.kind} manifest {problem.key}  left alone: {problem.reason}")
     for stale in report.stale_globals:
         click.echo(f"globals {stale.key}  delete")
     verb = "would delete" if report.dry_run else "deleted"

@@ -278,7 +278,7 @@ def test_corrupt_manifest_is_refused(database_url: str, new_database: str, tmp_p
     settings = settings_for(database_url, storage_url)
     manifest = backup_database(settings)
     (Path(storage_url) / (manifest.key + ".manifest.json")).write_text("{not json")
-    with pytest.raises(PermanentError, match="no backup"):
+    with pytest.raises(PermanentError, match=r"is not used: .* is corrupt"):
         restore_backup(settings, manifest.id, new_database)
 
 

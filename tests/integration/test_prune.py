@@ -45,7 +45,8 @@ def put_backup(
     verified: str | None = None,
 ) -> BackupKey:
     key = backup_key(location, environment, database, taken_at)
-    store.put_bytes(key.key, f"dump of {key.id}".encode())
+    dump = f"dump of {key.id}".encode()
+    store.put_bytes(key.key, dump)
     if manifest:
         record = Manifest(
             id=key.id,
@@ -57,8 +58,8 @@ def put_backup(
             pg_dump_version="15.4",
             format="custom",
             compression="zstd",
-            size=20,
-            raw_size=20,
+            size=len(dump),
+            raw_size=len(dump),
             sha256="0" * 64,
             started_at=taken_at.isoformat(),
             finished_at=(taken_at + timedelta(minutes=1)).isoformat(),
@@ -183,11 +184,13 @@ def test_orphans_and_their_markers_are_removed_only_when_stale(place: tuple[Obje
 
 
 def test_stale_incomplete_uploads_in_the_layout_are_aborted(place: tuple[ObjectStore, StorageLocation]) -> None:
+    """Only an upload whose own key stamp and server Initiated time are both over a day old is aborted."""
     store, location = place
     put_backup(store, location, "app", days_ago(0))
-    ours = backup_key(location, ENV, "app", days_ago(0, minutes=30)).key
+    ours = backup_key(location, ENV, "app", days_ago(2)).key
+    running = backup_key(location, ENV, "app", days_ago(0, minutes=30)).key  # moto still says 2010
     theirs = location.key(ENV, "app", "upload-in-progress.bin")
-    for key in (ours, theirs):
+    for key in (ours, running, theirs):
         if isinstance(store, S3Store):
             make_client("path").create_multipart_upload(Bucket=store.bucket, Key=key)
         else:
@@ -196,10 +199,11 @@ def test_stale_incomplete_uploads_in_the_layout_are_aborted(place: tuple[ObjectS
             partial.write_bytes(b"half a dump")
             stale = (datetime.now(UTC) - timedelta(days=2)).timestamp()
             os.utime(partial, (stale, stale))
-    # moto reports every upload as initiated in 2010, so both look stale there; only the layout decides.
+    # moto reports every upload as initiated in 2010, so all look stale there; the key's own stamp decides.
     report = prune(store, location, environment=ENV, policy=POLICY, now=datetime.now(UTC))
     assert [ours] == [u.key for u in report.incomplete_uploads]
-    assert [theirs] == [u.key for u in store.list_incomplete_uploads(location.key(ENV) + "/")]
+    assert [running] == [u.key for u, _ in report.uploads_left]
+    assert sorted([running, theirs]) == sorted(u.key for u in store.list_incomplete_uploads(location.key(ENV) + "/"))
 
 
 def test_newest_passed_verification_protects_a_backup(place: tuple[ObjectStore, StorageLocation]) -> None:

@@ -168,10 +168,11 @@ def test_the_application_database_is_the_target(url: str, expected: str) -> None
     assert {} == dict(targets[0].kwargs)  # the job backs up its own DATABASE_URL: no URL in Redis
 
 
-def test_named_databases_are_targets_catalogued_by_their_real_name() -> None:
-    env = {"BACKUP_DATABASE_URLS": "analytics=postgresql://u:pw@wh/warehouse app=postgresql://u@db/app"}
+def test_named_databases_are_targets_catalogued_by_their_source_name() -> None:
+    """Two Railway services whose databases are both called `railway` are two targets, two series."""
+    env = {"BACKUP_DATABASE_URLS": "analytics=postgresql://u:pw@wh/railway app=postgresql://u@db/railway"}
     targets = targets_from_settings(Settings.from_env({"DATABASE_URL": "postgresql://u@db/app"}), env)
-    assert (BackupTarget("warehouse", {"database": "analytics"}), BackupTarget("app", {"database": "app"})) == targets
+    assert (BackupTarget("analytics", {"database": "analytics"}), BackupTarget("app", {"database": "app"})) == targets
     assert "pw" not in repr(targets)
 
 
