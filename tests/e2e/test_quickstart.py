@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,6 +157,43 @@ def test_quickstart_as_a_new_user_with_no_postgresql_runs_a_private_server_and_l
         assert f"rm -rf {checkout / '.venv'} " in out
     finally:
         shutil.rmtree(checkout.parent, ignore_errors=True)
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def processes_mentioning(text: str) -> dict[int, str]:
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if text in args:
+                found[int(cmdline.parent.name)] = args
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_quickstart_as_root_with_no_postgresql_runs_the_private_server_as_nobody(tmp_path: Path) -> None:
+    tmpdir = Path(tempfile.mkdtemp(prefix="railyard-root-tmp-"))  # reachable by nobody, unlike tmp_path
+    tmpdir.chmod(0o755)
+    closed_port = free_port()
+    env = child_env(
+        BACKUP_STORAGE_URL=str(tmp_path / "backups"),
+        QUICKSTART_ADMIN_URL=f"postgresql://postgres@127.0.0.1:{closed_port}/postgres",
+        TMPDIR=str(tmpdir),
+    )
+    env.pop("DATABASE_URL", None)
+    try:
+        result = subprocess.run(
+            [str(ROOT / "scripts" / "quickstart")], env=env, cwd="/", capture_output=True, text=True, timeout=110
+        )
+        assert 0 == result.returncode, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "starting a private PostgreSQL server in" in result.stdout
+        assert EXPECTED_ROWS == compared_rows(result.stdout)
+        assert [] == list(tmpdir.iterdir()), "the run's temporary directory is removed"
+        assert {} == processes_mentioning(str(tmpdir)), "the private server is stopped"
+    finally:
+        for pid in processes_mentioning(str(tmpdir)):  # a server this test's run left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
