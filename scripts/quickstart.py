@@ -141,8 +141,12 @@ class PrivateServer:
         if init.returncode:
             raise QuickstartError(f"initdb failed:\n{init.stdout}{init.stderr}")
         with (self.data / "postgresql.conf").open("a") as conf:
-            # A throwaway server: loopback only, no socket file in /tmp, no fsync.
-            conf.write("listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\nfsync = off\n")
+            # A throwaway server: loopback only, no fsync, and no file outside its directory (no socket in /tmp,
+            # no dynamic shared memory segments in /dev/shm).
+            conf.write(
+                "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\nfsync = off\n"
+                "dynamic_shared_memory_type = mmap\n"
+            )
         for _ in range(PG_START_ATTEMPTS):
             port = free_port()
             started = self._run(

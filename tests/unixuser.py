@@ -82,5 +82,8 @@ def temporary_user() -> Iterator[UnixUser]:
         deadline = time.monotonic() + 10
         while user.processes() and time.monotonic() < deadline:
             time.sleep(0.1)
+        for path in sorted(user.files_in(*SHARED_WRITABLE_DIRS), reverse=True):  # a later user may get this uid
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
         subprocess.run(["userdel", name], check=False, capture_output=True)
         shutil.rmtree(home, ignore_errors=True)

@@ -22,7 +22,9 @@ from tests.e2e.conftest import child_env, run_cli
 from tests.ports import free_port
 from tests.unixuser import SHARED_WRITABLE_DIRS, UnixUser, temporary_user
 
-COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", "backups", "__pycache__", ".*_cache", ".hypothesis")
+COPY_IGNORE = shutil.ignore_patterns(
+    ".venv", ".git", "backups", "__pycache__", ".*_cache", ".hypothesis", "node_modules"
+)
 
 
 def database_exists(admin_url: str, name: str) -> bool:
