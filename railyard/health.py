@@ -81,7 +81,7 @@ def _client_tools_for(settings: Settings, name: str) -> CheckResult:
         with target.connect(autocommit=True) as conn:
             major, version = server_major(conn)
         facts.update(server_version=version, server_major=major)
-        tools = {tool: find_tool(tool, major) for tool in ("pg_dump", "pg_restore")}
+        tools = {tool: find_tool(tool, major, ssl_mode=target.ssl_mode) for tool in ("pg_dump", "pg_restore")}
     except (RailyardError, psycopg.Error, OSError) as exc:
         server = f"PostgreSQL {facts['server_version']}, " if "server_version" in facts else ""
         return CheckResult("pg_tools", False, f"{name}: {server}{_first_line(exc)}", facts)
