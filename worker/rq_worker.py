@@ -140,9 +140,10 @@ class RailyardWorker(Worker):
             kwargs["exc_string"] = redactor(extra=self.settings.secrets)(kwargs["exc_string"])
         final = not (job.retries_left and job.retries_left > 0)
         stopped = getattr(self, "_stopped_job_id", None) == job.id
+        attempts = registry.attempt_number(job)
         super().handle_job_failure(job, queue, *args, **kwargs)
         if final and not stopped and job.id not in self._alerted:
-            self._alert_failed(job, error_summary(kwargs.get("exc_string", "")) or "failed")
+            self._alert_failed(job, error_summary(kwargs.get("exc_string", "")) or "failed", attempts)
 
     def _on_exception(
         self, job: Job, exc_type: type[BaseException], exc_value: BaseException, tb: TracebackType | None
@@ -150,6 +151,7 @@ class RailyardWorker(Worker):
         """Permanent errors use up the retry budget; a final failure raises an alert."""
         spec = registry.spec_for(job.func_name or "")
         retry = spec is not None and spec.is_retryable(exc_value)
+        attempts = registry.attempt_number(job)  # before a permanent error zeroes the budget it is counted from
         if not retry and job.retries_left:
             job.retries_left = 0
         will_retry = bool(retry and job.retries_left)
@@ -168,16 +170,15 @@ class RailyardWorker(Worker):
             if getattr(exc_value, "alert_sent", False):
                 self._alerted.add(job.id)  # the job reported this failure itself, in more detail
             else:
-                self._alert_failed(job, error)
+                self._alert_failed(job, error, attempts)
         return True  # let the next handler (rq's default: move to failed registry) run
 
-    def _alert_failed(self, job: Job, error: str) -> None:
+    def _alert_failed(self, job: Job, error: str, attempts: int) -> None:
         self._alerted.add(job.id)
         try:
             environment = Settings.from_env().environment
         except ConfigError:  # the alert must go out even with broken settings
             environment = "unknown"
-        attempts = registry.attempt_number(job)
         func = job_serializer.func_label(job)
         send_alert(
             Alert(

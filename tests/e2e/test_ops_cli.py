@@ -116,6 +116,9 @@ def test_failed_jobs_list_show_retry_purge_and_alerts(start_worker, redis_url, r
         assert sorted([(refused, "job_failed"), (bad, "job_failed")]) == events
         by_id = {p["details"]["job_id"]: p for p in hook.payloads()}
         assert "exclude each other" in by_id[bad]["text"]
+        # A permanent error on the first of three attempts: the alert counts the one attempt made.
+        assert 1 == by_id[bad]["details"]["attempts"]
+        assert "failed after 1 attempt: " in by_id[bad]["text"]
         assert by_id[bad]["text"] == by_id[bad]["content"]
 
         listed = run_cli("failed", "list", "--json", env=env)
