@@ -11,9 +11,10 @@ after the last time before it (02:30 on a night that jumps from 02:00 to 03:00 r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterError, croniter
 
@@ -43,13 +44,25 @@ def cron_problem(expression: str) -> str | None:
     return None
 
 
+# Files of the zone database that name no place: the machine's own zone, and "no zone configured".
+NOT_A_PLACE = frozenset({"localtime", "Factory", "posixrules"})
+
+
 def zone_problem(name: str) -> str | None:
     """Why ``name`` is not an IANA time zone, or None if it is."""
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"{name!r} is not an IANA time zone name; e.g. UTC, Europe/London, America/New_York"
-    return None
+    if name not in NOT_A_PLACE and name in _known_zones():
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+        else:
+            return None
+    return f"{name!r} is not an IANA time zone name; e.g. UTC, Europe/London, America/New_York"
+
+
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 def to_utc(wall: datetime, zone: ZoneInfo) -> datetime:

@@ -76,6 +76,11 @@ def test_variables_are_read() -> None:
         ("VERIFY_CRON", "0 5 31 2 *", "VERIFY_CRON='0 5 31 2 *' never matches a date"),
         ("STALENESS_CRON", "hourly", "STALENESS_CRON='hourly' has 1 field"),
         ("SCHEDULE_TIMEZONE", "Europe/Atlantis", "SCHEDULE_TIMEZONE='Europe/Atlantis' is not an IANA time zone"),
+        # files of the zone database that name no place: the machine's own zone, and "none configured"
+        ("SCHEDULE_TIMEZONE", "localtime", "SCHEDULE_TIMEZONE='localtime' is not an IANA time zone"),
+        ("SCHEDULE_TIMEZONE", "Factory", "SCHEDULE_TIMEZONE='Factory' is not an IANA time zone"),
+        ("SCHEDULE_TIMEZONE", "posixrules", "SCHEDULE_TIMEZONE='posixrules' is not an IANA time zone"),
+        ("SCHEDULE_TIMEZONE", "../zoneinfo/UTC", "SCHEDULE_TIMEZONE='../zoneinfo/UTC' is not an IANA time zone"),
         ("BACKUP_CATCH_UP", "maybe", "BACKUP_CATCH_UP='maybe' is not true or false"),
         ("SCHEDULER_INTERVAL_S", "0", "SCHEDULER_INTERVAL_S='0' is not a number of seconds"),
         ("SCHEDULER_INTERVAL_S", "fast", "SCHEDULER_INTERVAL_S='fast' is not a number of seconds"),
