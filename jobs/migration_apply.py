@@ -12,7 +12,6 @@ an index left INVALID by an interrupted CREATE INDEX CONCURRENTLY stops the run.
 from __future__ import annotations
 
 import importlib.util
-import re
 import time
 import traceback
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import psycopg
 import structlog
 
 from jobs.migration_files import MigrationFile
+from jobs.migration_plan import drop_statements, names_index
 from jobs.sqlsplit import Statement, split_statements
 from railyard.errors import LockBusyError, PermanentError, RetryableError
 
@@ -150,7 +150,7 @@ def _run_without_transaction(
         try:
             body(conn)
         except Exception as exc:
-            raise _failure(conn, step, exc, rolled_back=False) from exc
+            raise _failure(conn, step, exc, rolled_back=False, invalid_before=invalid_before) from exc
     else:
         statements = split_statements(step.sql or "")
         for number, statement in enumerate(statements, start=1):
@@ -164,7 +164,9 @@ def _run_without_transaction(
                     _refuse_new_invalid_indexes(conn, step, invalid_before)
                     _wait_or_give_up(step, exc, attempt, timeouts, sleep, rolled_back=False, statement=number)
                 except Exception as exc:
-                    raise _failure(conn, step, exc, rolled_back=False, statement=(number, statement)) from exc
+                    raise _failure(
+                        conn, step, exc, rolled_back=False, statement=(number, statement), invalid_before=invalid_before
+                    ) from exc
             attempts = max(attempts, attempt)
     _refuse_new_invalid_indexes(conn, step, invalid_before)
     duration_ms = _ms_since(t0)
@@ -253,6 +255,7 @@ def _failure(
     *,
     rolled_back: bool,
     statement: tuple[int, Statement] | None = None,
+    invalid_before: dict[str, str] | None = None,
 ) -> Exception:
     m = step.migration
     if isinstance(exc, psycopg.OperationalError) and (conn.broken or conn.closed):
@@ -277,6 +280,12 @@ def _failure(
         )
     else:
         outcome = "it runs without a transaction, so nothing was undone; it was not recorded; fix it and run again"
+    left = _left_invalid(conn, step, invalid_before) if invalid_before is not None else []
+    if left:
+        outcome += (
+            f". It left INVALID index(es) {', '.join(left)}, which the next run would refuse: first "
+            f"{drop_statements(left)}"
+        )
     return MigrationFailed(f"{step.verb} {m.display}{where} {what}; {outcome}")
 
 
@@ -288,7 +297,8 @@ def _location(step: Step, exc: BaseException, statement: tuple[int, Statement] |
     position = _position(exc)
     if statement is not None:
         number, st = statement
-        line = step.first_line + st.line - 1 + (st.text[: position - 1].count("\n") if position else 0)
+        # The server's position counts from the statement's leading comments; without one, its code's first line.
+        line = step.first_line - 1 + (st.line + st.text[: position - 1].count("\n") if position else st.code_line)
         return f" at statement {number} (line {line})"
     if position:
         return f" at line {step.first_line + (step.sql or '')[: position - 1].count(chr(10))}"
@@ -322,26 +332,32 @@ def _one_line(exc: BaseException) -> str:
 def invalid_indexes(conn: Conn) -> dict[str, str]:
     """INVALID indexes (left by an interrupted CREATE INDEX CONCURRENTLY): qualified name -> bare name."""
     rows = conn.execute(
-        "SELECT n.nspname || '.' || c.relname, c.relname FROM pg_index i "
+        "SELECT format('%I.%I', n.nspname, c.relname), c.relname FROM pg_index i "
         "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE NOT i.indisvalid"
     ).fetchall()
     return {str(r[0]): str(r[1]) for r in rows}
 
 
+def _left_invalid(conn: Conn, step: Step, before: dict[str, str]) -> list[str]:
+    """INVALID indexes new since the migration started, or named in its SQL."""
+    if conn.broken or conn.closed:
+        return []
+    try:
+        found = invalid_indexes(conn)
+    except psycopg.Error:
+        return []
+    text = step.sql or ""
+    return sorted(q for q, bare in found.items() if q not in before or names_index(text, bare))
+
+
 def _refuse_new_invalid_indexes(conn: Conn, step: Step, before: dict[str, str]) -> None:
     """Stop if this migration left an INVALID index: new since it started, or named in its SQL."""
-    text = (step.sql or "").lower()
-    left = sorted(
-        qualified
-        for qualified, bare in invalid_indexes(conn).items()
-        if qualified not in before or re.search(rf"(?<![\w$]){re.escape(bare.lower())}(?![\w$])", text)
-    )
+    left = _left_invalid(conn, step, before)
     if left:
-        names = ", ".join(left)
         raise MigrationFailed(
-            f"{step.verb} {step.migration.display} left INVALID index(es) {names} (an interrupted CREATE INDEX "
-            f"CONCURRENTLY); it was not recorded; drop them with DROP INDEX CONCURRENTLY and run again"
+            f"{step.verb} {step.migration.display} left INVALID index(es) {', '.join(left)} (an interrupted CREATE "
+            f"INDEX CONCURRENTLY); it was not recorded; drop them ({drop_statements(left)}) and run again"
         )
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import itertools
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,9 @@ from typing import Literal
 from jobs.sqlsplit import Statement, has_code, is_transaction_control, split_statements
 from railyard.errors import PermanentError
 
-NAME_RE = re.compile(r"^(?P<version>\d+)_(?P<slug>[A-Za-z0-9][A-Za-z0-9_-]*)\.(?P<kind>sql|py)$")
+# ASCII digits only: \d would take full-width and other Unicode digits as a version.
+NAME_RE = re.compile(r"^(?P<version>[0-9]+)_(?P<slug>[A-Za-z0-9][A-Za-z0-9_-]*)\.(?P<kind>sql|py)$")
+MAX_VERSION = 2**63 - 1  # the ledger's version column is a bigint
 SQL_MARKER_RE = re.compile(r"^[ \t]*--[ \t]*migrate:(?P<which>up|down)\b.*$", re.IGNORECASE | re.MULTILINE)
 DIRECTIVE_RE = re.compile(r"^[ \t]*(?:--|#)[ \t]*railyard:(?P<name>\S*)[ \t]*$", re.MULTILINE)
 KNOWN_DIRECTIVES = frozenset({"no-transaction"})
@@ -181,6 +185,11 @@ def load_file(path: Path, data: bytes) -> MigrationFile:
     if parsed is None:
         raise MigrationFileError(f"{path}: not a migration file name (NNNN_slug.sql or NNNN_slug.py)")
     version, _, kind = parsed
+    if version > MAX_VERSION:
+        raise MigrationFileError(
+            f"{path}: version {version} is too large (the ledger stores versions as bigint, at most {MAX_VERSION}); "
+            "renumber it"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -213,10 +222,11 @@ def load_file(path: Path, data: bytes) -> MigrationFile:
     )
 
 
-def scan(directory: Path, files: Mapping[str, bytes]) -> Discovery:
-    """Build a Discovery from a directory's files (name -> bytes); pure."""
+def scan(directory: Path, files: Mapping[str, bytes], unreadable: Iterable[str] = ()) -> Discovery:
+    """Build a Discovery from a directory's files (name -> bytes) and the problems of entries that
+    could not be read as files (``unreadable``); pure."""
     migrations: list[MigrationFile] = []
-    problems: list[str] = []
+    problems: list[str] = list(unreadable)
     for filename in sorted(files):
         if not is_candidate(filename):
             continue
@@ -269,5 +279,51 @@ def discover(directory: Path) -> Discovery:
         raise MigrationFileError(
             f"migration directory {directory} does not exist; create it or set MIGRATIONS_DIR to the right path"
         )
-    files = {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file() and is_candidate(p.name)}
-    return scan(directory, files)
+    files: dict[str, bytes] = {}
+    problems: list[str] = []
+    root = directory.resolve()
+    for entry in sorted(directory.iterdir()):
+        if not is_candidate(entry.name):
+            continue
+        problem = entry_problem(entry, root)
+        if problem:
+            problems.append(problem)
+            continue
+        try:
+            files[entry.name] = entry.read_bytes()
+        except OSError as exc:
+            problems.append(f"{entry} cannot be read ({exc.strerror}); fix its permissions")
+    return scan(directory, files, problems)
+
+
+def entry_problem(entry: Path, root: Path) -> str | None:
+    """Why a migration-named entry cannot be used: a link leaving the directory, or not a regular file."""
+    hint = "or start its name with _ if it is not a migration"
+    if entry.is_symlink():
+        target = Path(os.readlink(entry))
+        resolved = entry.resolve()
+        if not resolved.exists():
+            return f"{entry} is a symbolic link to {target}, which does not exist; fix or remove the link, {hint}"
+        if not resolved.is_relative_to(root):
+            return (
+                f"{entry} is a symbolic link to {resolved}, outside {root}; migrations must live in the directory: "
+                f"copy the file in instead, {hint}"
+            )
+    try:
+        mode = entry.stat().st_mode
+    except OSError as exc:
+        return f"{entry} cannot be read ({exc.strerror}); fix it, {hint}"
+    if not stat.S_ISREG(mode):
+        return f"{entry} is not a regular file (it is a {_file_kind(mode)}); replace it with a file, {hint}"
+    return None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")

@@ -6,7 +6,9 @@ migration lock and carries it out; ``status`` and ``plan`` show the same plan wi
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import dataclasses
+import re
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -241,3 +243,47 @@ def backup_decision(environment: str, requested: bool | None) -> tuple[bool, str
 def retry_delays(retries: int, base_s: float, cap_s: float) -> tuple[float, ...]:
     """Exponential backoff before each retry after a lock timeout: base, 2*base, 4*base ... capped."""
     return tuple(min(cap_s, base_s * 2**i) for i in range(max(0, retries)))
+
+
+def names_index(sql: str, bare: str) -> bool:
+    """Whether ``sql`` mentions the index called ``bare`` (as a whole word)."""
+    return re.search(rf"(?<![\w$]){re.escape(bare.lower())}(?![\w$])", sql.lower()) is not None
+
+
+def drop_statements(qualified: Iterable[str]) -> str:
+    """The statements that drop INVALID indexes (DROP INDEX CONCURRENTLY takes one index at a time)."""
+    return " ".join(f"DROP INDEX CONCURRENTLY {name};" for name in qualified)
+
+
+def with_invalid_indexes(plans: list[Plan], invalid: Mapping[str, str]) -> list[Plan]:
+    """Report INVALID indexes (qualified -> bare name): a problem where a pending no-transaction
+    migration names one (``up`` would stop at it), else a warning on the last namespace."""
+    if not invalid or not plans:
+        return plans
+    extra: dict[str, tuple[list[str], list[str]]] = {p.namespace: ([], []) for p in plans}
+    for qualified, bare in sorted(invalid.items()):
+        naming = [
+            (p.namespace, m)
+            for p in plans
+            for m in p.pending
+            if not m.transactional and m.kind == "sql" and names_index(m.up_sql or "", bare)
+        ]
+        if naming:
+            namespace, m = naming[0]
+            extra[namespace][0].append(
+                f"INVALID index {qualified} (left by a failed or interrupted CREATE INDEX CONCURRENTLY) is named by "
+                f"pending {m.display}, which would stop at it; run {drop_statements([qualified])} then migrate up"
+            )
+        else:
+            extra[plans[-1].namespace][1].append(
+                f"INVALID index {qualified} (left by a failed or interrupted CREATE INDEX CONCURRENTLY): queries do "
+                f"not use it, writes still maintain it; drop it with {drop_statements([qualified])}"
+            )
+    return [
+        dataclasses.replace(
+            p,
+            problems=(*p.problems, *extra[p.namespace][0]),
+            warnings=(*p.warnings, *extra[p.namespace][1]),
+        )
+        for p in plans
+    ]

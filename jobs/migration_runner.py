@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from jobs import migration_ledger as ledger
-from jobs.migration_apply import Step, Timeouts, configure_session, run_step
+from jobs.migration_apply import Step, Timeouts, configure_session, invalid_indexes, run_step
 from jobs.migration_command import refuse_secret_in_argv, run_command
 from jobs.migration_config import RETRY_BACKOFF_CAP_S, MigrationConfig
 from jobs.migration_files import Discovery, MigrationFileError, discover
@@ -36,6 +36,7 @@ from jobs.migration_plan import (
     plan_down,
     plan_up,
     retry_delays,
+    with_invalid_indexes,
 )
 from railyard import __version__
 from railyard.errors import LockBusyError, PermanentError
@@ -145,7 +146,8 @@ class Migrator:
         """(database name, plan per namespace) as of now, without the lock; changes nothing."""
         discoveries = self._discover()
         with connect(self.database_url, "railyard-migrate-status") as conn:
-            return database_name(conn), self._plan(discoveries, ledger.read(conn), options or UpOptions())
+            plans = self._plan(discoveries, ledger.read(conn), options or UpOptions())
+            return database_name(conn), with_invalid_indexes(plans, invalid_indexes(conn))
 
     def backup_reason(self, requested: bool | None) -> tuple[bool, str]:
         return backup_decision(self.settings.environment, requested)

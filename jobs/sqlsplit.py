@@ -21,6 +21,11 @@ TRANSACTION_CONTROL = frozenset({"BEGIN", "START", "COMMIT", "END", "ROLLBACK", 
 class Statement:
     text: str
     line: int  # 1-based line of the statement's first character in the source
+    code_line: int = 0  # 1-based line of its first character that is not a comment: where an error points
+
+    def __post_init__(self) -> None:
+        if not self.code_line:
+            object.__setattr__(self, "code_line", self.line)
 
 
 def split_statements(source: str) -> list[Statement]:
@@ -86,9 +91,11 @@ def _append(statements: list[Statement], source: str, start: int, end: int) -> N
     chunk = source[start:end]
     if not _strip_leading_comments(chunk).strip():
         return
+    text = chunk.strip()
     offset = len(chunk) - len(chunk.lstrip())
     line = source.count("\n", 0, start + offset) + 1
-    statements.append(Statement(text=chunk.strip(), line=line))
+    comments = text[: len(text) - len(_strip_leading_comments(text))]
+    statements.append(Statement(text=text, line=line, code_line=line + comments.count("\n")))
 
 
 def _strip_leading_comments(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import threading
@@ -214,13 +215,40 @@ def test_interrupted_create_index_concurrently_is_not_recorded(env: Env) -> None
         "0002_uniq.sql",
         "-- railyard:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_uniq ON t (id);\n",
     )
-    with pytest.raises(MigrationFailed, match="could not create unique index"):
+    with pytest.raises(MigrationFailed) as first:
         env.migrator().up()
+    # At once: the statement's own line (not the directive's), and the index it left with the way out.
+    assert "0002_uniq.sql at statement 1 (line 2) failed: could not create unique index" in str(first.value)
+    assert "It left INVALID index(es) public.t_uniq, which the next run would refuse: first " in str(first.value)
+    assert str(first.value).endswith("DROP INDEX CONCURRENTLY public.t_uniq;")
+
+    _, plans = env.migrator().plans()
+    (problem,) = [p for plan in plans for p in plan.problems]
+    assert problem.startswith("INVALID index public.t_uniq (left by a failed or interrupted CREATE INDEX")
+    assert "named by pending" in problem and "run DROP INDEX CONCURRENTLY public.t_uniq; then migrate up" in problem
+
     with pytest.raises(MigrationFailed) as caught:
         env.migrator().up()
     assert "left INVALID index(es) public.t_uniq" in str(caught.value)
-    assert "DROP INDEX CONCURRENTLY" in str(caught.value)
+    assert "DROP INDEX CONCURRENTLY public.t_uniq;" in str(caught.value)
     assert [(APP, 1, "0001_t.sql")] == ledger(env.database_url)
+
+    with psycopg.connect(env.database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM t WHERE ctid <> (SELECT min(ctid) FROM t)")
+        conn.execute("DROP INDEX CONCURRENTLY public.t_uniq")
+    env.migrator().up()
+    assert [(APP, 1, "0001_t.sql"), (APP, 2, "0002_uniq.sql")] == ledger(env.database_url)
+
+
+def test_an_invalid_index_no_pending_migration_names_is_a_status_warning(env: Env) -> None:
+    env.write("0001_t.sql", "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (1);")
+    env.migrator().up()
+    with psycopg.connect(env.database_url, autocommit=True) as conn, contextlib.suppress(psycopg.Error):
+        conn.execute('CREATE UNIQUE INDEX CONCURRENTLY "Odd name" ON t (id)')
+    _, plans = env.migrator().plans()
+    assert [] == [p for plan in plans for p in plan.problems]
+    (warning,) = [w for plan in plans for w in plan.warnings if "INVALID" in w]
+    assert warning.endswith('drop it with DROP INDEX CONCURRENTLY public."Odd name";')
 
 
 class TableHolder:
@@ -505,3 +533,11 @@ def test_backup_first_creates_a_listed_backup_before_the_first_statement(env: En
     assert manifest.finished <= applied_at
     assert "public.created_by_migration" not in (manifest.row_counts or {})
     assert table_exists(env.database_url, "created_by_migration")
+
+
+def test_a_version_too_large_for_bigint_stops_the_run_before_any_migration(env: Env) -> None:
+    env.write("0001_t.sql", "CREATE TABLE t (id int);")
+    env.write(f"{2**63}_huge.sql", "SELECT 1;")
+    with pytest.raises(PlanError, match=r"is too large \(the ledger stores versions as bigint"):
+        env.migrator().up()
+    assert not table_exists(env.database_url, "t")

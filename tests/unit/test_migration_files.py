@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,8 @@ DIR = Path("migrations")
         ("0001_init.SQL", None),
         ("v0001_init.sql", None),
         ("0001_init.sql.bak", None),
+        ("\uff10\uff10\uff10\uff11_fullwidth.sql", None),  # full-width digits are not a version
+        ("\u0661_arabic_indic.sql", None),
     ],
 )
 def test_parse_name(filename: str, expected: tuple[int, str, str] | None) -> None:
@@ -169,3 +172,40 @@ def test_discover_reads_a_directory(tmp_path: Path) -> None:
 def test_discover_missing_directory_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(MigrationFileError, match="does not exist; create it or set MIGRATIONS_DIR"):
         discover(tmp_path / "nope")
+
+
+def test_discover_reports_links_leaving_the_directory_and_entries_that_are_not_files(tmp_path: Path) -> None:
+    """Nothing named like a migration is followed out of the directory or dropped silently."""
+    directory = tmp_path / "migrations"
+    directory.mkdir()
+    outside = tmp_path / "elsewhere.sql"
+    outside.write_text("DROP TABLE users;")
+    (directory / "0001_a.sql").write_text("SELECT 1;")
+    (directory / "0002_inside_link.sql").symlink_to(directory / "0001_a.sql")
+    (directory / "0003_outside.sql").symlink_to(outside)
+    (directory / "0004_dangling.sql").symlink_to(directory / "gone.sql")
+    os.mkfifo(directory / "0005_fifo.sql")
+    (directory / "0006_dir.sql").mkdir()
+    (directory / "_helper_link.sql").symlink_to(outside)  # not a migration: ignored, as before
+    discovery = discover(directory)
+    assert [1, 2] == [m.version for m in discovery.migrations]
+    problems = discovery.problems
+    assert 4 == len(problems), problems
+    assert (
+        f"{directory}/0003_outside.sql is a symbolic link to {outside.resolve()}, outside {directory.resolve()}"
+        in (problems[0])
+    )
+    assert (
+        f"{directory}/0004_dangling.sql is a symbolic link to {directory}/gone.sql, which does not exist"
+        in (problems[1])
+    )
+    assert f"{directory}/0005_fifo.sql is not a regular file (it is a FIFO)" in problems[2]
+    assert f"{directory}/0006_dir.sql is not a regular file (it is a directory)" in problems[3]
+
+
+def test_a_version_too_large_for_bigint_is_a_problem_found_before_anything_runs() -> None:
+    largest = 2**63 - 1
+    discovery = scan(DIR, {f"{largest}_ok.sql": b"SELECT 1;", f"{largest + 1}_too_big.sql": b"SELECT 2;"})
+    assert [largest] == [m.version for m in discovery.migrations]
+    (problem,) = discovery.problems
+    assert f"version {largest + 1} is too large (the ledger stores versions as bigint" in problem

@@ -47,17 +47,20 @@ def test_split_statements(source: str, expected: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "lines"),
+    ("source", "lines", "code_lines"),
     [
-        ("\n\nSELECT 1;\nSELECT 2;\n", [3, 4]),
-        # a leading comment stays with its statement (the server ignores it), so the line is the comment's
-        ("-- header\n\nCREATE TABLE a (id int);\n\n  -- why\n  CREATE INDEX ON a (id);\n", [1, 5]),
+        ("\n\nSELECT 1;\nSELECT 2;\n", [3, 4], [3, 4]),
+        # a leading comment stays with its statement (the server ignores it), so the line is the comment's;
+        # code_line is the statement's own first line, the one an error without a position names
+        ("-- header\n\nCREATE TABLE a (id int);\n\n  -- why\n  CREATE INDEX ON a (id);\n", [1, 5], [3, 6]),
+        ("-- railyard:no-transaction\n/* a\n b */ CREATE INDEX CONCURRENTLY i ON a (id);\n", [1], [3]),
     ],
 )
-def test_statement_lines_point_at_the_first_character(source: str, lines: list[int]) -> None:
+def test_statement_lines_point_at_the_first_character(source: str, lines: list[int], code_lines: list[int]) -> None:
     """Line numbers (with the statement's text) let an error name the line of the file."""
     statements = split_statements(source)
     assert lines == [s.line for s in statements]
+    assert code_lines == [s.code_line for s in statements]
     assert all(source.splitlines()[s.line - 1].strip().startswith(s.text.splitlines()[0]) for s in statements)
 
 
