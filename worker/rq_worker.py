@@ -24,6 +24,7 @@ json: without being unpickled).
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -45,6 +46,7 @@ from railyard.failed_jobs import error_summary
 from railyard.reconnect import keep_reconnecting
 from railyard.redact import redactor
 from railyard.settings import Settings
+from worker.drain import draining_problem
 from worker.orphans import sweep_once_per_interval
 from worker.tuning import WorkerTuning
 
@@ -74,6 +76,9 @@ class RailyardWorker(Worker):
         """Once registered with Redis, wait out later Redis restarts rather than exit mid-job."""
         super().bootstrap(*args, **kwargs)
         keep_reconnecting(self.connection, self.settings.redis_reconnect_timeout_s)
+        problem = draining_problem(os.environ, registry.LONGEST_TIMEOUT_S)
+        if problem:
+            log.warning("draining_window_short", problem=problem)
 
     def run_maintenance_tasks(self) -> None:
         """rq's registry cleanup, then put back jobs a dead worker took off a queue but never started."""

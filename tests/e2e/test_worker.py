@@ -95,3 +95,21 @@ def test_transient_error_is_retried_with_backoff(start_worker, redis_url, redis_
     line = worker.wait_for(lambda line: line.get("event") == "job_failed")
     assert (True, "RetryableError") == (line["will_retry"], line["error_type"])
     assert "cannot connect" in line["error"]
+
+
+def test_on_railway_a_short_draining_window_is_a_warning_at_start(start_worker, redis_url, redis_conn) -> None:
+    """Railway no longer reads railway.toml: without RAILWAY_DEPLOYMENT_DRAINING_SECONDS the worker says so."""
+    railway = {"REDIS_URL": redis_url, "RAILWAY_ENVIRONMENT_NAME": "staging", "ENVIRONMENT": "staging"}
+    bare = start_worker(railway)
+    line = bare.wait_for(lambda line: line.get("event") == "draining_window_short")
+    assert "warning" == line["level"]
+    assert f"RAILWAY_DEPLOYMENT_DRAINING_SECONDS={registry.LONGEST_TIMEOUT_S + 60}" in line["problem"]
+    job_id = enqueue_plain(redis_url, "backup", "jobs.diagnostics.ping")
+    wait_status(redis_conn, job_id, {JobStatus.FINISHED})  # a warning, not a refusal: it works
+    assert 0 == bare.stop()
+
+    drained = start_worker({**railway, "RAILWAY_DEPLOYMENT_DRAINING_SECONDS": str(registry.LONGEST_TIMEOUT_S + 60)})
+    job_id = enqueue_plain(redis_url, "backup", "jobs.diagnostics.ping")
+    wait_status(redis_conn, job_id, {JobStatus.FINISHED})
+    assert [] == [line for line in drained.lines() if line.get("event") == "draining_window_short"]
+    assert 0 == drained.stop()
