@@ -65,6 +65,7 @@ class TocEntry:
     tag: str
     namespace: str | None
     data_state: int
+    drop: str | None = None  # the SQL that drops what the entry creates, as pg_restore --clean runs it
 
     @property
     def name(self) -> str:
@@ -166,8 +167,9 @@ def _read_toc(cur: _Cursor, header: ArchiveHeader) -> list[TocEntry]:
         tag = cur.str() or ""
         desc = cur.str() or ""
         cur.int()  # section
-        for _text in range(3):  # definition, drop statement, COPY statement
-            cur.str()
+        cur.str()  # definition
+        drop = cur.str()
+        cur.str()  # COPY statement
         namespace = cur.str()
         cur.str()  # tablespace
         if header.version >= V_TABLEAM:
@@ -182,7 +184,7 @@ def _read_toc(cur: _Cursor, header: ArchiveHeader) -> list[TocEntry]:
         cur.take(header.offset_size)
         if dump_id <= 0 or data_state not in (OFFSET_POS_NOT_SET, OFFSET_POS_SET, OFFSET_NO_DATA):
             raise ArchiveFormatError(f"archive TOC entry {tag!r} ({desc}) is malformed: corrupt TOC")
-        entries.append(TocEntry(dump_id, has_data, desc, tag, namespace, data_state))
+        entries.append(TocEntry(dump_id, has_data, desc, tag, namespace, data_state, drop or None))
     return entries
 
 
@@ -419,6 +421,11 @@ class ArchiveReader:
 
     def _error(self, what: str) -> ArchiveFormatError:
         return ArchiveFormatError(f"the archive has {what} (near byte {self.bytes_read}): corrupt or truncated dump")
+
+    @property
+    def toc(self) -> list[TocEntry] | None:
+        """The TOC, once the header and TOC have been read."""
+        return list(self._toc) if self.header is not None else None
 
     def finish(self) -> ArchiveSummary:
         """The summary, once every byte was fed; raises ArchiveFormatError if the archive is incomplete."""

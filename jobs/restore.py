@@ -1,6 +1,7 @@
 """Restore: storage -> zstd -d -> pg_restore --single-transaction, checked end to end.
 
-(pg_restore 17+ into a server before 17 goes through its script and psql: see restore_script.)
+(pg_restore 17+ into a server before 17 goes through its script and psql: see restore_script.
+A large archive into an empty target is restored with several jobs: see restore_plan.)
 
 The sha256 of the stored bytes is compared with the manifest before pg_restore receives
 the last of its input: the final decompressed bytes are held back until the hash is
@@ -12,17 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import IO
 
 import structlog
 import zstandard
 
-from jobs import childproc, restore_script
+from jobs import childproc, parallel_restore, restore_plan, restore_script
 from jobs.catalog import Manifest, find_backup
 from jobs.encryption import EncryptionConfig, decrypt_chunks
-from jobs.pgtools import PgTarget, find_tool, server_major
+from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
 from jobs.production_guard import check_restore_target
 from jobs.series import default_series
 from jobs.storage import ObjectStore, StorageLocation, open_store
@@ -55,8 +59,9 @@ def restore_backup(
     database: str | None = None,
     force_production: bool = False,
     on_progress: ProgressCallback | None = None,
+    jobs: int | None = None,
 ) -> RestoreResult:
-    """Restore ``backup_id`` (or ``latest``) into ``target_url``."""
+    """Restore ``backup_id`` (or ``latest``) into ``target_url``; ``jobs`` overrides RESTORE_JOBS."""
     Conninfo.parse(target_url, "the restore target (RESTORE_TARGET_URL)")  # a clear error before anything connects
     target = PgTarget(target_url)
     check_restore_target(settings, target, force_production=force_production)
@@ -71,7 +76,8 @@ def restore_backup(
         default_series=default_series(settings),
     )
     identity = EncryptionConfig.from_env().identity if manifest.encryption else None
-    return restore_manifest(store, manifest, target, identity=identity, on_progress=on_progress)
+    tuning = restore_plan.RestoreTuning.from_env(jobs=jobs)
+    return restore_manifest(store, manifest, target, identity=identity, on_progress=on_progress, tuning=tuning)
 
 
 def restore_manifest(
@@ -81,8 +87,10 @@ def restore_manifest(
     *,
     identity: str | None = None,
     on_progress: ProgressCallback | None = None,
+    tuning: restore_plan.RestoreTuning | None = None,
 ) -> RestoreResult:
     """Stream one backup into ``target``; the target is untouched unless every check passes."""
+    tuning = tuning or restore_plan.RestoreTuning.from_env()
     if manifest.encryption and not identity:
         raise PermanentError(
             f"backup {manifest.id} is encrypted for {', '.join(manifest.encryption.get('recipients', []))}; "
@@ -95,10 +103,20 @@ def restore_manifest(
         )
     with target.connect(autocommit=True) as conn:
         major, _ = server_major(conn)
+        empty = not parallel_restore.leftovers(conn)
     dump_major = int(manifest.pg_dump_version.split(".")[0])
     pg_restore = find_tool("pg_restore", max(major, dump_major), ssl_mode=target.ssl_mode)
     # A pg_restore newer than 16 sends a setting servers before 17 reject: go through its script and psql.
     psql = restore_script.psql_beside(pg_restore) if restore_script.needs_script(pg_restore, major) else None
+    plan = restore_plan.choose(
+        tuning,
+        archive_bytes=manifest.raw_size,
+        free_disk_bytes=shutil.disk_usage(tempfile.gettempdir()).free,
+        target_empty=empty,
+        via_script=psql is not None,
+    )
+    if plan.parallel:
+        return _restore_parallel(store, manifest, target, pg_restore, plan, identity, on_progress)
     argv = [pg_restore.path, "--no-owner", "--no-privileges", "--clean", "--if-exists", "--single-transaction"]
     if psql is None:
         argv += ["--exit-on-error", "--no-password", f"--dbname={target.argv_url()}"]
@@ -111,6 +129,8 @@ def restore_manifest(
         target=target.safe_url,
         pg_restore=pg_restore.version,
         via_psql=psql is not None,
+        jobs=1,
+        plan=plan.reason,
     )
     t0 = time.monotonic()
     env = target.child_env()
@@ -138,8 +158,8 @@ def restore_manifest(
             relay = restore_script.Relay(proc.stdout, runner.stdin)
             relay.start()
         try:
-            stored = _feed(store, manifest, identity, proc, on_progress, t0)
             assert proc.stdin is not None
+            stored = _feed(store, manifest, identity, proc.stdin, on_progress, t0)
             proc.stdin.close()
         except (_InputClosed, BrokenPipeError):
             pass  # pg_restore gave up first: its own error (or psql's) says why
@@ -155,16 +175,47 @@ def restore_manifest(
     return RestoreResult(manifest.id, target.dbname, target.safe_url, stored, round(duration, 3))
 
 
+def _restore_parallel(
+    store: ObjectStore,
+    manifest: Manifest,
+    target: PgTarget,
+    pg_restore: PgTool,
+    plan: restore_plan.RestorePlan,
+    identity: str | None,
+    on_progress: ProgressCallback | None,
+) -> RestoreResult:
+    log.info(
+        "restore_started",
+        id=manifest.id,
+        key=manifest.key,
+        target=target.safe_url,
+        pg_restore=pg_restore.version,
+        via_psql=False,
+        jobs=plan.jobs,
+        plan=plan.reason,
+    )
+    t0 = time.monotonic()
+    stored = parallel_restore.restore_parallel(
+        target,
+        pg_restore,
+        plan.jobs,
+        lambda spool: _feed(store, manifest, identity, spool, on_progress, t0),
+        backup_id=manifest.id,
+    )
+    duration = time.monotonic() - t0
+    log.info("restore_completed", id=manifest.id, target=target.safe_url, bytes=stored, duration_s=round(duration, 3))
+    return RestoreResult(manifest.id, target.dbname, target.safe_url, stored, round(duration, 3))
+
+
 def _feed(
     store: ObjectStore,
     manifest: Manifest,
     identity: str | None,
-    proc: childproc.Child,
+    sink: IO[bytes],
     on_progress: ProgressCallback | None,
     t0: float,
 ) -> int:
-    """Send the decompressed backup to pg_restore, holding back its tail until the hash checks."""
-    assert proc.stdin is not None
+    """Send the decompressed backup to ``sink``, holding back its tail until the hash checks."""
     digest = hashlib.sha256()
     stored = 0
     last = t0
@@ -191,7 +242,7 @@ def _feed(
                     f"backup {manifest.id} is corrupt: {exc}; restore aborted, target unchanged"
                 ) from exc
             held = data[-HOLD_BACK_BYTES:]
-            proc.stdin.write(data[: len(data) - len(held)])
+            sink.write(data[: len(data) - len(held)])
     except BrokenPipeError as exc:
         raise _InputClosed from exc
     if stored != manifest.size or digest.hexdigest() != manifest.sha256:
@@ -202,7 +253,7 @@ def _feed(
     if not decompressor.eof:
         raise PermanentError(f"backup {manifest.id} is truncated; restore aborted, target unchanged")
     try:
-        proc.stdin.write(held)
+        sink.write(held)
     except BrokenPipeError as exc:
         raise _InputClosed from exc
     return stored

@@ -283,11 +283,24 @@ def show_command(obj: CliContext, backup_id: str, database: str | None) -> None:
 @click.option(
     "--force-production", is_flag=True, help="Allow restoring over a production database (ENVIRONMENT=production)."
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="pg_restore jobs for a large backup into an empty database (default RESTORE_JOBS, else the CPU count).",
+)
 @click.pass_obj
 def restore(
-    obj: CliContext, backup_id: str, target_url: str, database: str | None, yes: bool, force_production: bool
+    obj: CliContext,
+    backup_id: str,
+    target_url: str,
+    database: str | None,
+    yes: bool,
+    force_production: bool,
+    jobs: int | None,
 ) -> None:
-    """Restore BACKUP_ID (or 'latest') into --target-url, in one transaction."""
+    """Restore BACKUP_ID (or 'latest') into --target-url: in one transaction, or with --jobs
+    connections when the backup is large and the target empty (on failure, what it created is dropped)."""
     settings = obj.settings
     Conninfo.parse(target_url, "--target-url (RESTORE_TARGET_URL)")  # a clear error before anything else
     target = PgTarget(target_url)
@@ -305,6 +318,7 @@ def restore(
         database=database,
         force_production=force_production,
         on_progress=_progress_printer(settings, "restore"),
+        jobs=jobs,
     )
     if _progress_printer(settings, ""):
         click.echo("", err=True)

@@ -219,3 +219,20 @@ def test_manual_enqueue_is_held_to_one_backup_per_period(redis_url, redis_conn, 
     extra = run_cli("backup", "--enqueue", "--extra", env=env)
     assert extra.stdout.strip() != first.stdout.strip()
     assert 2 == Queue("backup", connection=redis_conn).count
+
+
+def test_cli_restore_with_jobs(tmp_path, database_url, new_database) -> None:
+    """`railyard restore --jobs 2` restores through pg_restore's parallel path into an empty database."""
+    seed(database_url)
+    env = {"DATABASE_URL": database_url, "BACKUP_STORAGE_URL": str(tmp_path), "LOG_FORMAT": "json"}
+    assert 0 == run_cli("backup", env=env).returncode
+    env["RESTORE_PARALLEL_MIN_MB"] = "0"
+    restored = run_cli("restore", "latest", "--target-url", new_database, "--yes", "--jobs", "2", env=env)
+    assert 0 == restored.returncode, restored.stderr
+    [started] = [json.loads(line) for line in restored.stderr.splitlines() if '"restore_started"' in line]
+    assert 2 == started["jobs"]
+    with psycopg.connect(new_database) as conn:
+        assert (500,) == conn.execute("SELECT count(*) FROM orders").fetchone()
+    bad = run_cli("restore", "latest", "--target-url", new_database, "--yes", "--jobs", "0", env=env)
+    assert 2 == bad.returncode
+    assert "--jobs" in bad.stderr
