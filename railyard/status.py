@@ -40,11 +40,16 @@ class Status:
     def problems(self) -> list[str]:
         return problems(self)
 
+    def warnings(self) -> list[str]:
+        """Worth a look, not unhealthy: schedule entries whose job takes longer than their period."""
+        return [str(s["warning"]) for s in self.scheduled if s.get("warning")]
+
     def as_dict(self) -> dict[str, Any]:
         found = self.problems()
         return {
             "healthy": not found,
             "problems": found,
+            "warnings": self.warnings(),
             "generated_at": self.generated_at.isoformat(),
             "queues": self.queues,
             "workers": self.workers,

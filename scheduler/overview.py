@@ -13,7 +13,7 @@ from redis import Redis
 from railyard.errors import NotFoundError
 from railyard.serializer import SerializerName
 from scheduler import registration, runs
-from scheduler.cron import next_run
+from scheduler.cron import next_run, period_around
 from scheduler.schedule import Entry
 
 # registered: running as declared; changed: registered with another cron or arguments than
@@ -28,6 +28,27 @@ class EntryStatus:
     state: str
     next_run: datetime
     last_run: runs.LastRun | None
+    now: datetime | None = None
+    folded: int = 0  # periods folded into an earlier job of this entry that was still queued or running
+
+    @property
+    def period_s(self) -> float:
+        """Length of the entry's current period (cron runs are not always evenly spaced)."""
+        start, end = period_around(self.entry.cron, self.entry.timezone, self.now or self.next_run)
+        return (end - start).total_seconds()
+
+    def slower_than_period(self) -> str | None:
+        """A warning when the entry's last job ran (or has been running) longer than its period."""
+        last = self.last_run
+        duration = last.duration_s(self.now) if last and self.now else None
+        if last is None or duration is None or duration <= self.period_s:
+            return None
+        took = "has been running for" if last.active else "took"
+        return (
+            f"{self.entry.id}: the last run {took} {_span(duration)}, longer than its period of {_span(self.period_s)} "
+            f"({self.entry.cron}); periods that come round meanwhile are folded into it ({self.folded} so far). "
+            "Schedule it less often, or make it faster"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         last = self.last_run
@@ -47,7 +68,13 @@ class EntryStatus:
                 "reason": last.reason,
                 "job_id": last.job_id,
                 "outcome": last.outcome,
+                "duration_s": None
+                if self.now is None or last.duration_s(self.now) is None
+                else round(last.duration_s(self.now) or 0.0, 1),
             },
+            "period_s": self.period_s,
+            "folded": self.folded,
+            "warning": self.slower_than_period(),
         }
 
 
@@ -58,7 +85,8 @@ def describe(
     registered = registration.registered_entries(connection, environment, serializer=serializer)
 
     def status(entry: Entry, state: str, when: datetime) -> EntryStatus:
-        return EntryStatus(entry, state, when, runs.read(connection, environment, entry.id, serializer=serializer))
+        last = runs.read(connection, environment, entry.id, serializer=serializer)
+        return EntryStatus(entry, state, when, last, now, runs.folded(connection, environment, entry.id))
 
     statuses = []
     for entry in declared:
@@ -87,3 +115,18 @@ def find_entry(
     raise NotFoundError(
         f"no schedule entry {entry_id!r} in environment {environment!r}; known entries: {', '.join(known) or 'none'}"
     )
+
+
+def _span(seconds: float) -> str:
+    """A duration for people: 42 s, 12 min, 1 h 10 min, 2 d 3 h."""
+    s = round(seconds)
+    if s < 120:
+        return f"{s} s"
+    minutes = s // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"

@@ -67,6 +67,10 @@ def list_entries(obj: CliContext, as_json: bool) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    for status in statuses:
+        warning = status.slower_than_period()
+        if warning:
+            click.echo(f"warning: {warning}", err=True)
 
 
 @schedule.command("run")

@@ -77,6 +77,8 @@ def _print(data: dict[str, Any]) -> None:
             f"  {b['database']:<20} {mark:<5} {b['id'] or 'no backup':<36} age {_age(b['age_s']):<8} "
             f"{_size(b['size']):>9}  {verified}"
         )
+    for w in data["warnings"]:
+        click.echo(f"warning: {w}", err=True)
     if data["problems"]:
         click.echo("PROBLEMS", err=True)
         for p in data["problems"]:

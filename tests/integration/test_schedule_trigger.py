@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from jobs import registry
 from railyard.errors import PermanentError
@@ -38,13 +38,36 @@ def test_two_triggers_in_one_period_enqueue_one_job(redis_conn: redis.Redis, ser
     assert [WORK_ID] == queued(redis_conn)
 
 
-def test_the_next_period_enqueues_again(redis_conn: redis.Redis, serializer: SerializerName) -> None:
+def test_the_next_period_is_folded_while_the_previous_job_waits_and_enqueues_once_it_is_done(
+    redis_conn: redis.Redis, serializer: SerializerName
+) -> None:
     fire(redis_conn, BACKUP, environment=ENV, now=CRON_TIME, reason="cron", serializer=serializer)
+    next_day = CRON_TIME + timedelta(days=1)
+    folded = fire(redis_conn, BACKUP, environment=ENV, now=next_day, reason="catch-up", serializer=serializer)
+    assert (False, WORK_ID) == (folded.enqueued, folded.folded_into)
+    assert [WORK_ID] == queued(redis_conn)
+    assert 1 == runs.folded(redis_conn, ENV, BACKUP.id)
+
+    # A person asking is not folded: `railyard schedule run` enqueues this period's work.
+    asked = fire(redis_conn, BACKUP, environment=ENV, now=next_day, reason="manual", serializer=serializer)
+    assert asked.enqueued and asked.folded_into is None
+    assert [WORK_ID, "backup-production-app-20261123T0300Z"] == queued(redis_conn)
+
+
+def test_the_next_period_enqueues_again_once_the_previous_job_finished(
+    redis_conn: redis.Redis, serializer: SerializerName
+) -> None:
+    fire(redis_conn, BACKUP, environment=ENV, now=CRON_TIME, reason="cron", serializer=serializer)
+    queue = Queue("backup", connection=redis_conn, serializer=rq_serializer(serializer))
+    job = Job.fetch(WORK_ID, connection=redis_conn, serializer=rq_serializer(serializer))
+    queue.remove(job)
+    job.set_status(JobStatus.FINISHED)  # as a worker leaves it
     late = fire(
         redis_conn, BACKUP, environment=ENV, now=CRON_TIME + timedelta(days=1), reason="cron", serializer=serializer
     )
     assert late.enqueued
-    assert [WORK_ID, "backup-production-app-20261123T0300Z"] == queued(redis_conn)
+    assert ["backup-production-app-20261123T0300Z"] == queued(redis_conn)
+    assert 0 == runs.folded(redis_conn, ENV, BACKUP.id)
 
 
 def test_before_the_cron_time_the_period_is_yesterdays(redis_conn: redis.Redis, serializer: SerializerName) -> None:

@@ -209,8 +209,9 @@ def test_the_cron_run_after_a_catch_up_in_the_same_period_adds_nothing(redis_url
     clock.at = datetime(2026, 11, 22, 2, 59, tzinfo=UTC)
     scheduler.catch_up()
     clock.at = datetime(2026, 11, 22, 3, 0, 1, tzinfo=UTC)
-    scheduler.run_once()  # a new period: tonight's backup runs
-    assert ["backup-production-app-20261121T0300Z", "backup-production-app-20261122T0300Z"] == queued(redis_conn)
+    scheduler.run_once()  # a new period, but the catch-up's backup still waits: tonight's is folded into it
+    assert ["backup-production-app-20261121T0300Z"] == queued(redis_conn)
+    assert 1 == runs.folded(redis_conn, ENV, "backup-app")
 
 
 def test_catch_up_reads_backups_from_s3(redis_url, redis_conn, bucket) -> None:
