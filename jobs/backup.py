@@ -48,6 +48,8 @@ ZSTD_JOB_SIZE_BYTES = 2 * 1024 * 1024
 LOCK_KEY = BACKUP_LOCK_KEY
 
 ProgressCallback = Callable[[int, int, float], None]
+# (bytes pg_dump wrote, bytes stored, seconds, pg_database_size: what the first approaches)
+BackupProgressCallback = Callable[[int, int, float, int], None]
 
 
 def utcnow() -> datetime:
@@ -62,7 +64,7 @@ def backup_database(
     options: BackupOptions | None = None,
     tuning: BackupTuning | None = None,
     encryption: EncryptionConfig | None = None,
-    on_progress: ProgressCallback | None = None,
+    on_progress: BackupProgressCallback | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> Manifest:
     """Back up one database now and return its manifest.
@@ -99,9 +101,10 @@ def backup_database(
         key = backup_key(location, settings.environment, source.series, started, encrypted=encryption.enabled)
         while store.head(key.key) is not None or store.head(key.manifest_key) is not None:
             # A backup of this series was taken in the same second: keys have one-second
-            # resolution, so this one is stamped a second later rather than overwrite it.
-            started = key.taken_at + timedelta(seconds=1)
-            key = backup_key(location, settings.environment, source.series, started, encrypted=encryption.enabled)
+            # resolution, so this one's key is stamped a second later rather than overwrite it.
+            # started_at stays the real start, so it is never after finished_at.
+            stamp = key.taken_at + timedelta(seconds=1)
+            key = backup_key(location, settings.environment, source.series, stamp, encrypted=encryption.enabled)
         part_size = tuning.part_size or choose_part_size(db_size)
         concurrency = tuning.concurrency_for(part_size)
         if part_size * (concurrency + 1) > tuning.upload_memory:
@@ -132,8 +135,9 @@ def backup_database(
         with store.open_upload(key.key, part_size=part_size, concurrency=concurrency) as upload:
             stream = _DumpStream(pg_dump_argv(pg_dump, target, snapshot, options), target)
             try:
+                report = None if on_progress is None else _with_total(on_progress, db_size)
                 digest, raw_bytes = stream.pump(
-                    upload.write, tuning, encryption.recipients, on_progress, reader.feed if reader else None
+                    upload.write, tuning, encryption.recipients, report, reader.feed if reader else None
                 )
             finally:
                 stream.close()
@@ -143,7 +147,7 @@ def backup_database(
         conn.execute("COMMIT")
         duration = time.monotonic() - t0
 
-    finished = clock()
+    finished = max(clock(), started)  # a clock stepped back must not make a backup end before it began
     manifest = Manifest(
         id=key.id,
         key=key.key,
@@ -225,6 +229,10 @@ def _alert_server_changed(settings: Settings, previous: Manifest, current: Manif
         f"backup {current.id} was taken, check that {current.source} points where it should"
     )
     alerts.send_alert(alerts.Alert("series_server_changed", summary, settings.environment, details))
+
+
+def _with_total(on_progress: BackupProgressCallback, total: int) -> ProgressCallback:
+    return lambda raw, stored, elapsed: on_progress(raw, stored, elapsed, total)
 
 
 def pg_dump_argv(tool: PgTool, target: PgTarget, snapshot: str, options: BackupOptions) -> list[str]:

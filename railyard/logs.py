@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from railyard import progress
 from railyard.redact import Redactor, environment_secrets
 from railyard.settings import Settings
 
@@ -33,6 +34,13 @@ class SecretScrubber:
         if isinstance(event, str):
             return self._redact(event)
         return event
+
+
+class _Handler(logging.StreamHandler):
+    """Writes each line above the terminal's progress line, if one is showing."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        progress.around_write(self.stream, lambda: super(_Handler, self).emit(record))
 
 
 def configure_logging(settings: Settings, stream: Any = None) -> None:
@@ -64,7 +72,7 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
             SecretScrubber((*settings.secrets, *environment_secrets())),
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = _Handler(stream or sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -18,10 +18,13 @@ from rq.worker import BaseWorker, Worker
 
 from jobs.staleness import Freshness, describe_stale, freshness
 from railyard.alert_config import AlertConfig
+from railyard.durations import format_duration
 from railyard.errors import RailyardError
 from railyard.failed_jobs import count_failed, describe, failed_jobs
+from railyard.liveness import last_worker_seen
 from railyard.serializer import SerializerName, func_label, rq_serializer
 from railyard.settings import DEFAULT_QUEUES, Settings
+from railyard.status_config import StatusConfig
 
 NEWEST_FAILED_SHOWN = 5
 
@@ -36,6 +39,9 @@ class Status:
     backups: list[Freshness] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # parts that could not be collected
     stale_after_s: int = 0
+    redis_read: bool = False
+    worker_last_seen: datetime | None = None  # newest heartbeat of any worker, alive or gone
+    checks: StatusConfig = field(default_factory=StatusConfig)
 
     def problems(self) -> list[str]:
         return problems(self)
@@ -57,14 +63,17 @@ class Status:
             "scheduled": self.scheduled,
             "backups": [b.as_dict() for b in self.backups],
             "backup_stale_after_s": self.stale_after_s,
+            "worker_last_seen_s": _age_s(self.worker_last_seen, self.generated_at),
         }
 
 
 def problems(status: Status) -> list[str]:
     """Why ``status`` is unhealthy (empty when healthy): stale backups, failed verifications,
-    and anything that could not be checked."""
+    no worker seen, schedule entries no scheduler registered, and anything that could not be checked."""
     stale_after = timedelta(seconds=status.stale_after_s)
     found = list(status.errors)
+    if status.redis_read:
+        found += _worker_problems(status) + _schedule_problems(status)
     for item in status.backups:
         if item.stale:
             found.append(describe_stale(item, stale_after))
@@ -74,6 +83,32 @@ def problems(status: Status) -> list[str]:
                 f"({item.verification.get('backup_id')}, {item.verification.get('verified_at', '')[:19]})"
             )
     return found
+
+
+def _worker_problems(status: Status) -> list[str]:
+    limit = status.checks.worker_missing_after
+    if limit is None or any(w.get("alive") for w in status.workers):
+        return []
+    seen = status.worker_last_seen
+    if seen is not None and status.generated_at - seen <= limit:
+        return []
+    when = "ever" if seen is None else f"for {format_duration(status.generated_at - seen)}"
+    return [
+        f"no worker has been seen {when} (STATUS_WORKER_MISSING_AFTER={format_duration(limit)}): start the "
+        "worker service, or set STATUS_WORKER_MISSING_AFTER=off where no worker is expected"
+    ]
+
+
+def _schedule_problems(status: Status) -> list[str]:
+    if not status.checks.require_schedule:
+        return []
+    missing = [e["id"] for e in status.scheduled if e.get("state") == "not registered"]
+    if not missing:
+        return []
+    return [
+        f"schedule entr{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)} declared but not registered: "
+        "start the scheduler service (python -m scheduler), or set STATUS_REQUIRE_SCHEDULE=false"
+    ]
 
 
 def scheduled_entries(connection: redis.Redis, settings: Settings, now: datetime) -> list[dict[str, Any]]:
@@ -128,20 +163,25 @@ def worker_status(worker: BaseWorker, now: datetime) -> dict[str, Any]:
     }
 
 
-def collect(settings: Settings, config: AlertConfig, now: datetime) -> Status:
-    status = Status(generated_at=now, stale_after_s=int(config.stale_after.total_seconds()))
+def collect(settings: Settings, config: AlertConfig, now: datetime, checks: StatusConfig | None = None) -> Status:
+    status = Status(
+        generated_at=now, stale_after_s=int(config.stale_after.total_seconds()), checks=checks or StatusConfig()
+    )
     connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=10)
     try:
         serializer = settings.serializer
         status.queues = [queue_status(connection, name, now, serializer=serializer) for name in DEFAULT_QUEUES]
         workers = Worker.all(connection=connection, serializer=rq_serializer(serializer))
         status.workers = [worker_status(w, now) for w in workers]
+        heartbeats = [w.last_heartbeat.replace(tzinfo=UTC) for w in workers if w.last_heartbeat]
+        status.worker_last_seen = max([*heartbeats, *filter(None, [last_worker_seen(connection)])], default=None)
         newest = failed_jobs(connection, serializer=serializer)[:NEWEST_FAILED_SHOWN]
         status.failed = {
             "count": count_failed(connection, serializer=serializer),
             "newest": [describe(j).as_dict() for j in newest],
         }
         status.scheduled = scheduled_entries(connection, settings, now)
+        status.redis_read = True
     except redis.RedisError as exc:
         status.errors.append(f"Redis could not be read ({type(exc).__name__}: {' '.join(str(exc).split())})")
     finally:

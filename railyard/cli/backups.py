@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -20,31 +21,37 @@ from jobs.restore import restore_backup
 from jobs.series import default_series, resolve_source, url_source
 from jobs.storage import StorageLocation, open_store
 from jobs.verify import describe_failures, read_verifications, verify_backups
+from railyard import progress
 from railyard.cli.context import CliContext
 from railyard.conninfo import Conninfo, password_forms
 from railyard.errors import LockBusyError
 from railyard.settings import Settings
 
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+# `backup --enqueue` when this period's backup is already queued: not an error, but nothing was done.
+EXIT_ALREADY_QUEUED = 3
 
 
-def _progress_printer(settings: Settings, label: str) -> Any:
-    """A progress callback for a terminal; None in JSON-log mode or when stderr is not a TTY."""
+class _Printer:
+    """A progress callback drawing one status line on stderr: ``(done, ..., elapsed_s)``, or from a
+    backup ``(raw, stored, elapsed_s, database_size)``, which adds percent and ETA."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.line = progress.StatusLine(sys.stderr)
+
+    def __call__(self, done: int, *rest: float) -> None:
+        if len(rest) == 3:
+            _, elapsed, total = rest
+            self.line.show(progress.progress_text(self.label, done, elapsed, int(total)))
+        else:
+            self.line.show(progress.progress_text(self.label, done, rest[-1] if rest else 0.0))
+
+
+def _progress_printer(settings: Settings, label: str) -> _Printer | None:
+    """None in JSON-log mode or when stderr is not a terminal."""
     if settings.log_format == "json" or not sys.stderr.isatty():
         return None
-
-    def show(done: int, *rest: float) -> None:
-        elapsed = rest[-1] if rest else 0.0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        click.echo(f"\r{label}: {_human_bytes(done)} at {_human_bytes(rate)}/s   ", nl=False, err=True)
-
-    return show
+    return _Printer(label)
 
 
 def warn_password_in_argv(ctx: click.Context, param: str, url: str | None, variable: str) -> None:
@@ -73,7 +80,12 @@ def _store(settings: Settings) -> tuple[Any, StorageLocation]:
 @click.option("--exclude-schema", "exclude_schemas", multiple=True, metavar="PATTERN", help="Skip these schemas.")
 @click.option("--pg-dump-arg", "extra_args", multiple=True, metavar="ARG", help="Extra pg_dump flag (allow-listed).")
 @click.option("--all-databases", is_flag=True, help="Every connectable database on the server, plus its globals.")
-@click.option("--enqueue", is_flag=True, help="Enqueue on the backup queue instead of running here; prints the job id.")
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Enqueue on the backup queue instead of running here; prints the job id, or 'already queued: ID' and "
+    "exits 3 when this period's backup was already enqueued.",
+)
 @click.option(
     "--extra",
     is_flag=True,
@@ -122,14 +134,16 @@ def backup(
         conn = redis.Redis.from_url(settings.redis_url)
         if options == BackupOptions() and not extra:
             fired = _fire_scheduled_backup(settings, conn, database, all_databases)
+            if fired is not None and not fired.enqueued:
+                click.echo(f"already queued: {fired.job_id}")
+                click.echo(
+                    f"this period's backup was already enqueued as {fired.job_id}; nothing new was enqueued "
+                    "(pass --extra for another one)",
+                    err=True,
+                )
+                raise SystemExit(EXIT_ALREADY_QUEUED)
             if fired is not None:
                 click.echo(fired.job_id)
-                if not fired.enqueued:
-                    click.echo(
-                        f"this period's backup was already enqueued as {fired.job_id}; nothing new was enqueued "
-                        "(pass --extra for another one)",
-                        err=True,
-                    )
                 return
         job = _enqueue_backup(settings, conn, database, options, all_databases)
         click.echo(job.id)
@@ -142,22 +156,20 @@ def backup(
         if globals_key:
             click.echo(f"globals\t{globals_key}")
         return
+    printer = _progress_printer(settings, "backup")
     try:
-        manifest = backup_database(
-            settings, source=source, options=options, on_progress=_progress_printer(settings, "backup")
-        )
+        with printer.line if printer else contextlib.nullcontext():
+            manifest = backup_database(settings, source=source, options=options, on_progress=printer)
     except LockBusyError as exc:
         click.echo(f"skipped: {exc}", err=True)
         return
-    if _progress_printer(settings, ""):
-        click.echo("", err=True)
     if as_json:
         click.echo(manifest.to_json().decode())
     else:
         click.echo(f"{manifest.id}\t{manifest.key}")
         click.echo(
-            f"backed up {manifest.database}: {_human_bytes(manifest.raw_size)} dumped, "
-            f"{_human_bytes(manifest.size)} stored in {manifest.duration_s:.1f}s",
+            f"backed up {manifest.database}: {progress.human_bytes(manifest.raw_size)} dumped, "
+            f"{progress.human_bytes(manifest.size)} stored in {manifest.duration_s:.1f}s",
             err=True,
         )
 
@@ -239,7 +251,7 @@ def list_command(obj: CliContext, database: str | None, all_environments: bool, 
         finished = m.finished.strftime("%Y-%m-%d %H:%M:%S")
         marker = verified.get(m.key)
         status = f"{marker['result']} {marker['verified_at'][:10]}" if marker else "-"
-        click.echo(f"{m.id:<40} {m.series_name:<20} {finished:<20} {_human_bytes(m.size):>10}  {status}")
+        click.echo(f"{m.id:<40} {m.series_name:<20} {finished:<20} {progress.human_bytes(m.size):>10}  {status}")
     if problems:
         click.echo("not used (never restored, verified or deleted):")
     for problem in problems:
@@ -311,20 +323,19 @@ def restore(
             "will be dropped and recreated",
             abort=True,
         )
-    result = restore_backup(
-        settings,
-        backup_id,
-        target_url,
-        database=database,
-        force_production=force_production,
-        on_progress=_progress_printer(settings, "restore"),
-        jobs=jobs,
-    )
-    if _progress_printer(settings, ""):
-        click.echo("", err=True)
-    click.echo(
-        f"restored {result.backup_id} into {result.target} ({_human_bytes(result.bytes)} in {result.duration_s:.1f}s)"
-    )
+    printer = _progress_printer(settings, "restore")
+    with printer.line if printer else contextlib.nullcontext():
+        result = restore_backup(
+            settings,
+            backup_id,
+            target_url,
+            database=database,
+            force_production=force_production,
+            on_progress=printer,
+            jobs=jobs,
+        )
+    size = progress.human_bytes(result.bytes)
+    click.echo(f"restored {result.backup_id} into {result.target} ({size} in {result.duration_s:.1f}s)")
 
 
 @click.command()

@@ -13,6 +13,7 @@ from railyard.alerts import process_secrets, scrub
 from railyard.cli.context import CliContext
 from railyard.durations import format_duration
 from railyard.status import collect
+from railyard.status_config import StatusConfig
 
 
 def _age(seconds: float | None) -> str:
@@ -37,11 +38,12 @@ def status(obj: CliContext, as_json: bool) -> None:
     """Queues, workers, failed jobs, schedules and the newest backup of each database.
 
     Exits 1 when a backup is older than BACKUP_STALE_AFTER (default 26h), the latest
-    verification of a database failed, or Redis or storage could not be read: run it from
-    an external monitor.
+    verification of a database failed, no worker was seen for STATUS_WORKER_MISSING_AFTER
+    (default 10m), a declared schedule entry is not registered (STATUS_REQUIRE_SCHEDULE), or
+    Redis or storage could not be read: run it from an external monitor.
     """
     settings = obj.settings
-    report = collect(settings, AlertConfig.from_env(), datetime.now(UTC))
+    report = collect(settings, AlertConfig.from_env(), datetime.now(UTC), StatusConfig.from_env())
     data = scrub(report.as_dict(), process_secrets())
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -68,7 +70,9 @@ def _print(data: dict[str, Any]) -> None:
         click.echo(f"  {f['id']}  {f['func']}  {(f['failed_at'] or '')[:19]}  {f['error'][:160]}")
     click.echo(f"SCHEDULED ({len(data['scheduled'])})")
     for s in data["scheduled"]:
-        click.echo(f"  {s.get('id')}  {s.get('func')}  next {s.get('next_run')}")
+        last = s["last_run"]
+        ran = "never run" if last is None else f"last {last['fired_at'][:19]} {last['reason']}: {last['outcome']}"
+        click.echo(f"  {s['id']:<24} {s['job']:<36} {s['state']:<15} next {s['next_run_utc'][:19]}  {ran}")
     click.echo("BACKUPS")
     for b in data["backups"]:
         verified = b["verified"] or "not verified"

@@ -213,8 +213,8 @@ def test_manual_enqueue_is_held_to_one_backup_per_period(redis_url, redis_conn, 
     env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "BACKUP_STORAGE_URL": str(tmp_path)}
     first = run_cli("backup", "--enqueue", env=env)
     second = run_cli("backup", "--enqueue", env=env)
-    assert (0, 0) == (first.returncode, second.returncode), first.stderr + second.stderr
-    assert first.stdout == second.stdout
+    assert (0, 3) == (first.returncode, second.returncode), first.stderr + second.stderr
+    assert f"already queued: {first.stdout.strip()}\n" == second.stdout
     assert "already enqueued" in second.stderr
     extra = run_cli("backup", "--enqueue", "--extra", env=env)
     assert extra.stdout.strip() != first.stdout.strip()
@@ -236,3 +236,33 @@ def test_cli_restore_with_jobs(tmp_path, database_url, new_database) -> None:
     bad = run_cli("restore", "latest", "--target-url", new_database, "--yes", "--jobs", "0", env=env)
     assert 2 == bad.returncode
     assert "--jobs" in bad.stderr
+
+
+def test_backup_on_a_terminal_shows_percent_and_eta_below_its_log_lines(database_url, tmp_path) -> None:
+    """stderr is a real terminal (a pty): progress has a percent and an ETA, and each log line is
+    written after the progress line was erased, never glued to it."""
+    import os
+    import pty
+    import subprocess
+
+    from tests.e2e.conftest import ROOT, VENV_BIN, child_env
+
+    seed(database_url)
+    leader, follower = pty.openpty()
+    env = child_env(DATABASE_URL=database_url, BACKUP_STORAGE_URL=str(tmp_path), LOG_FORMAT="console")
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "railyard"), "backup"], env=env, stdout=subprocess.DEVNULL, stderr=follower, cwd=ROOT
+    )
+    os.close(follower)
+    chunks = []
+    with contextlib.suppress(OSError):  # EIO once the child closed the terminal
+        while data := os.read(leader, 65536):
+            chunks.append(data)
+    os.close(leader)
+    assert 0 == proc.wait(timeout=60)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "backup: " in screen and "%) at " in screen and ", ETA " in screen
+    for record in screen.split("\n"):
+        for piece in record.split("\r\x1b[K")[1:-1]:  # everything drawn and then erased
+            assert piece.startswith("backup: "), repr(piece)  # only progress is ever erased
+    assert "backup_completed" in screen

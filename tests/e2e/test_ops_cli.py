@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,14 @@ from rq.job import Job, JobStatus
 
 from jobs.catalog import VERIFIED_SUFFIX
 from jobs.storage import StorageLocation, open_store
+from railyard.liveness import record_worker_seen
 from tests.e2e.conftest import enqueue_plain, run_cli
 from tests.e2e.test_backup_e2e import seed, wait_finished
 from tests.webhook_server import webhook_server
 
 pytestmark = pytest.mark.timeout(180)
+
+NO_SERVICES = {"STATUS_WORKER_MISSING_AFTER": "off", "STATUS_REQUIRE_SCHEDULE": "false"}
 
 
 def test_status_shows_queues_workers_backups_and_exits_1_when_stale(
@@ -23,7 +27,12 @@ def test_status_shows_queues_workers_backups_and_exits_1_when_stale(
 ) -> None:
     seed(database_url)
     store_url = str(tmp_path / "store")
-    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "BACKUP_STORAGE_URL": store_url}
+    env = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "BACKUP_STORAGE_URL": store_url,
+        "STATUS_REQUIRE_SCHEDULE": "false",  # no scheduler here
+    }
     backed_up = run_cli("backup", "--json", env=env)
     assert 0 == backed_up.returncode, backed_up.stderr
     manifest = json.loads(backed_up.stdout)
@@ -68,7 +77,7 @@ def test_status_shows_queues_workers_backups_and_exits_1_when_stale(
 def test_status_exits_1_when_the_latest_verification_failed(redis_url, database_url, tmp_path) -> None:
     seed(database_url)
     store_url = str(tmp_path / "store")
-    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "BACKUP_STORAGE_URL": store_url}
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "BACKUP_STORAGE_URL": store_url, **NO_SERVICES}
     manifest = json.loads(run_cli("backup", "--json", env=env).stdout)
     marker = {
         "backup_id": manifest["id"],
@@ -90,6 +99,38 @@ def test_status_exits_1_when_the_latest_verification_failed(redis_url, database_
     assert [f"the latest verification of database {manifest['database']} failed"] == [
         p.split(" (")[0] for p in status["problems"]
     ]
+
+
+def test_status_exits_1_with_no_worker_seen_or_the_schedule_not_registered(
+    redis_url, redis_conn, database_url, tmp_path
+) -> None:
+    """Each condition is a problem of its own, can be turned off, and the schedule prints its fields."""
+    seed(database_url)
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "BACKUP_STORAGE_URL": str(tmp_path / "store")}
+    assert 0 == run_cli("backup", env=env).returncode
+    never = run_cli("status", env=env)
+    assert 1 == never.returncode
+    assert "no worker has been seen ever (STATUS_WORKER_MISSING_AFTER=10m)" in never.stderr
+    assert "declared but not registered: start the scheduler service" in never.stderr
+    schedule = never.stdout.split("SCHEDULED")[1].split("BACKUPS")[0].splitlines()[1:]
+    assert "check-staleness" in "".join(schedule)
+    for line in schedule:
+        assert (False, "jobs.", "not registered", "next 20") == (
+            "None" in line,
+            line.split()[1][:5],
+            line.split(None, 2)[2][:14],
+            "next " + line.split("next ")[1][:2],
+        )
+
+    record_worker_seen(redis_conn, datetime.now(UTC) - timedelta(minutes=20))
+    long_ago = json.loads(run_cli("status", "--json", env={**env, "STATUS_REQUIRE_SCHEDULE": "false"}).stdout)
+    assert [p.split(" (")[0] for p in long_ago["problems"]] == ["no worker has been seen for 20m"]
+    assert 1199 < long_ago["worker_last_seen_s"] < 1300
+    recent = run_cli("status", env={**env, "STATUS_WORKER_MISSING_AFTER": "30m", "STATUS_REQUIRE_SCHEDULE": "no"})
+    assert 0 == recent.returncode, recent.stderr
+    assert 0 == run_cli("status", env={**env, **NO_SERVICES}).returncode
+    bad = run_cli("status", env={**env, "STATUS_WORKER_MISSING_AFTER": "soon"})
+    assert (2, True) == (bad.returncode, "STATUS_WORKER_MISSING_AFTER" in bad.stderr)
 
 
 def test_status_reports_unreachable_redis_as_a_problem(tmp_path) -> None:

@@ -187,6 +187,27 @@ def test_catch_up_backs_up_a_stale_database_once(redis_url, redis_conn, storage)
     assert last is not None and "catch-up" == last.reason
 
 
+def test_a_changed_cron_does_not_queue_a_second_catch_up_while_one_is_pending(redis_url, redis_conn, storage) -> None:
+    """The first catch-up's job is waiting, then running: a cron change (another period id) adds none."""
+    now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    store, location = open_store(storage), StorageLocation.parse(storage)
+    put_backup(store, location, environment=ENV, database="app", finished_at=now - timedelta(hours=30))
+    assert [True] == [f.enqueued for f in make(redis_url, storage, Clock(now)).catch_up()]
+    [first] = queued(redis_conn)
+    hourly = Entry("backup-app", "backup", "0 * * * *", "UTC", BACKUP_JOB, {}, "app", True)
+    changed = make(redis_url, storage, Clock(now + timedelta(hours=1)), entries=[hourly])
+    with structlog.testing.capture_logs() as logs:
+        assert [(first, False)] == [(f.job_id, f.enqueued) for f in changed.catch_up()]
+    assert [first] == [line["job_id"] for line in logs if line["event"] == "catch_up_pending"]
+    queue = Queue("backup", connection=redis_conn)
+    queue.remove(first)
+    started = queue.started_job_registry.key
+    redis_conn.zadd(started, {f"{first}:an-execution": now.timestamp() + 3600})  # as a worker records it
+    assert [False] == [f.enqueued for f in changed.catch_up()]
+    redis_conn.delete(started)  # it finished
+    assert ["backup-production-app-20261122T1000Z"] == [f.job_id for f in changed.catch_up() if f.enqueued]
+
+
 def test_catch_up_leaves_a_fresh_database_alone(redis_url, redis_conn, storage) -> None:
     now = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
     store, location = open_store(storage), StorageLocation.parse(storage)
