@@ -9,8 +9,9 @@ left) raises an alert. A job whose on_success, on_failure or on_stopped callback
 anything not registered for callbacks (jobs.registry.CALLBACKS) is refused the same way,
 before anything is imported, and so is a job whose arguments do not fit the types its
 registry entry declares. The exception text rq stores for a failed job goes through
-the redaction layer. A job whose worker was killed is found by rq's registry cleanup
-once its heartbeat is ``WORKER_HEARTBEAT_GRACE_S`` overdue, and is retried like any
+the redaction layer. A job whose worker was killed is found once its heartbeat is
+``WORKER_HEARTBEAT_GRACE_S`` overdue by the check every worker makes of the started
+registries every ``WORKER_RESCUE_INTERVAL_S`` (worker/rescue.py), and is retried like any
 transient failure, or failed with the reason "abandoned". A job whose work horse alone was
 killed (the OOM killer's usual pick) is retried with the meta the horse saved, such as the
 audio job's claim on its row. When Redis goes away after start-up, the worker and its
@@ -25,6 +26,7 @@ json: without being unpickled).
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -43,11 +45,13 @@ from railyard import serializer as job_serializer
 from railyard.alerts import Alert, send_alert
 from railyard.errors import ConfigError
 from railyard.failed_jobs import error_summary
+from railyard.liveness import record_worker_seen
 from railyard.reconnect import keep_reconnecting
 from railyard.redact import redactor
 from railyard.settings import Settings
 from worker.drain import draining_problem
 from worker.orphans import sweep_once_per_interval
+from worker.rescue import rescue_abandoned
 from worker.tuning import WorkerTuning
 
 log = structlog.get_logger()
@@ -65,12 +69,41 @@ class RailyardWorker(Worker):
         chosen = job_serializer.rq_serializer(self.serializer_name)
         _check_command_line_serializer(kwargs.get("serializer"), chosen, self.serializer_name)
         kwargs["serializer"] = chosen
+        self.tuning = WorkerTuning.from_env()  # before rq's __init__, which reads dequeue_timeout
         super().__init__(*args, **kwargs)
         for queue in self.queues:  # rq's command line built them with its own --serializer
             queue.serializer = chosen
-        self.tuning = WorkerTuning.from_env()
         self._alerted: set[str] = set()
+        self._main_pid = os.getpid()  # the work horse inherits this object; only the worker ticks
+        self._next_tick = 0.0
         self.push_exc_handler(self._on_exception)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """An idle worker wakes every rescue interval (rq's own: every worker TTL - 15 s)."""
+        return min(int(super().dequeue_timeout), self.tuning.rescue_interval_s)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        super().heartbeat(timeout, pipeline=pipeline)
+        if pipeline is None:  # not inside rq's own heartbeat transaction
+            self._tick()
+
+    def maintain_heartbeats(self, job: Job, execution: Any) -> None:
+        """A busy worker also rescues other workers' abandoned jobs, between its own heartbeats."""
+        super().maintain_heartbeats(job, execution)
+        self._tick()
+
+    def _tick(self) -> None:
+        """Once per rescue interval: say this worker is alive, and rescue abandoned jobs."""
+        if os.getpid() != self._main_pid or time.monotonic() < self._next_tick:
+            return
+        self._next_tick = time.monotonic() + self.tuning.rescue_interval_s
+        try:
+            record_worker_seen(self.connection, datetime.now(UTC))
+            rescue_abandoned(self.connection, self.queues, time.time(), self._exc_handlers)
+            self._restart_scheduler_if_free()
+        except redis.RedisError as exc:  # the next interval tries again
+            log.warning("rescue_check_failed", error=str(exc))
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         """Once registered with Redis, wait out later Redis restarts rather than exit mid-job."""
@@ -93,6 +126,16 @@ class RailyardWorker(Worker):
             )
         except redis.RedisError as exc:  # the next interval tries again
             log.warning("orphan_sweep_failed", error=str(exc))
+
+    def _restart_scheduler_if_free(self) -> None:
+        """Take over the delayed-retry scheduler of a dead worker once its lock lapses (61 s), as rq's
+        maintenance does every 10 minutes: a rescued job's retry is then not held up that long."""
+        scheduler = self.scheduler
+        if scheduler is None or self.last_cleaned_at is None:
+            return
+        process = getattr(scheduler, "_process", None)
+        if process is None or not process.is_alive():
+            scheduler.acquire_locks(auto_start=True)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         if not job_serializer.is_readable(job):

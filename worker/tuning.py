@@ -2,6 +2,7 @@
 
 ``WORKER_HEARTBEAT_GRACE_S``: how long after its last heartbeat a running job counts as
 abandoned (its worker was killed) and is retried or failed by the next registry cleanup.
+``WORKER_RESCUE_INTERVAL_S``: how often each worker looks for such jobs (worker/rescue.py).
 ``RAILYARD_RETRY_BACKOFF_SCALE``: multiplies every retry backoff in the registry (for
 test and staging environments where minutes of backoff are too slow; 1 in production).
 """
@@ -12,9 +13,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from railyard.envparse import whole_number
 from railyard.errors import ConfigError
 
 DEFAULT_HEARTBEAT_GRACE_S = 60  # rq's own margin over the monitoring interval
+# With rq's 30 s job-monitoring interval and the 60 s grace, a killed job is rescued at most
+# 30 + 60 + 15 = 105 s after the kill.
+DEFAULT_RESCUE_INTERVAL_S = 15
 MAX_BACKOFF_SCALE = 10.0
 
 
@@ -22,6 +27,7 @@ MAX_BACKOFF_SCALE = 10.0
 class WorkerTuning:
     heartbeat_grace_s: int = DEFAULT_HEARTBEAT_GRACE_S
     retry_backoff_scale: float = 1.0
+    rescue_interval_s: int = DEFAULT_RESCUE_INTERVAL_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerTuning:
@@ -38,6 +44,7 @@ class WorkerTuning:
                 problems.append(
                     f"WORKER_HEARTBEAT_GRACE_S={raw[:20]!r} is not a whole number of seconds from 1 to 3600"
                 )
+        rescue = whole_number(env, "WORKER_RESCUE_INTERVAL_S", DEFAULT_RESCUE_INTERVAL_S, 1, 300, problems)
         scale = 1.0
         raw = env.get("RAILYARD_RETRY_BACKOFF_SCALE", "").strip()
         if raw:
@@ -52,4 +59,4 @@ class WorkerTuning:
                 )
         if problems:
             raise ConfigError(problems)
-        return cls(heartbeat_grace_s=grace, retry_backoff_scale=scale)
+        return cls(heartbeat_grace_s=grace, retry_backoff_scale=scale, rescue_interval_s=rescue)
