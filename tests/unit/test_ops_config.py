@@ -7,6 +7,7 @@ import pytest
 from jobs import registry
 from railyard.alert_config import AlertConfig
 from railyard.errors import ConfigError
+from railyard.status_config import StatusConfig
 from worker.tuning import WorkerTuning
 
 
@@ -45,8 +46,9 @@ def test_alert_config_reports_every_problem_without_echoing_urls() -> None:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, WorkerTuning(60, 1.0)),
+        ({}, WorkerTuning(60, 1.0, 15)),
         ({"WORKER_HEARTBEAT_GRACE_S": "5", "RAILYARD_RETRY_BACKOFF_SCALE": "0.01"}, WorkerTuning(5, 0.01)),
+        ({"WORKER_RESCUE_INTERVAL_S": "5"}, WorkerTuning(60, 1.0, 5)),
     ],
 )
 def test_worker_tuning(env: dict[str, str], expected: WorkerTuning) -> None:
@@ -61,6 +63,8 @@ def test_worker_tuning(env: dict[str, str], expected: WorkerTuning) -> None:
         ({"RAILYARD_RETRY_BACKOFF_SCALE": "0"}, "RAILYARD_RETRY_BACKOFF_SCALE='0' is not a number above 0"),
         ({"RAILYARD_RETRY_BACKOFF_SCALE": "nan"}, "RAILYARD_RETRY_BACKOFF_SCALE='nan' is not a number above 0"),
         ({"RAILYARD_RETRY_BACKOFF_SCALE": "11"}, "RAILYARD_RETRY_BACKOFF_SCALE='11' is not a number above 0"),
+        ({"WORKER_RESCUE_INTERVAL_S": "0"}, "WORKER_RESCUE_INTERVAL_S=0 is out of range"),
+        ({"WORKER_RESCUE_INTERVAL_S": "soon"}, "WORKER_RESCUE_INTERVAL_S='soon' is not a whole number"),
     ],
 )
 def test_worker_tuning_errors(env: dict[str, str], problem: str) -> None:
@@ -75,3 +79,23 @@ def test_worker_tuning_errors(env: dict[str, str], problem: str) -> None:
 )
 def test_scaled_backoff(backoff: tuple[int, ...], scale: float, expected: list[int]) -> None:
     assert expected == registry.scaled_backoff(backoff, scale)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, StatusConfig(timedelta(minutes=10), True)),
+        ({"STATUS_WORKER_MISSING_AFTER": "off", "STATUS_REQUIRE_SCHEDULE": "false"}, StatusConfig(None, False)),
+        ({"STATUS_WORKER_MISSING_AFTER": "1h", "STATUS_REQUIRE_SCHEDULE": "TRUE"}, StatusConfig(timedelta(hours=1))),
+    ],
+)
+def test_status_config(env: dict[str, str], expected: StatusConfig) -> None:
+    assert expected == StatusConfig.from_env(env)
+
+
+def test_status_config_reports_both_problems() -> None:
+    with pytest.raises(ConfigError) as info:
+        StatusConfig.from_env({"STATUS_WORKER_MISSING_AFTER": "0m", "STATUS_REQUIRE_SCHEDULE": "maybe"})
+    assert ["STATUS_WORKER_MISSING_AFTER: '0m' is zero", "STATUS_REQUIRE_SCHEDULE='maybe' is not true or false"] == [
+        p.split(";")[0] for p in info.value.problems
+    ]
