@@ -8,16 +8,12 @@ manual runs to one backup per database per period.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from redis import Redis
-from rq.queue import Queue
-from rq.utils import as_text
 
-from jobs import registry
 from jobs.catalog import newest_usable
 from jobs.storage import ObjectStore, StorageLocation
 from railyard.errors import RailyardError
@@ -40,31 +36,6 @@ def is_overdue(entry: Entry, newest_finished: datetime | None, now: datetime) ->
         newest_finished = newest_finished.replace(tzinfo=UTC)
     start, end = period_around(entry.cron, entry.timezone, now)
     return now - newest_finished > (end - start) + CATCH_UP_GRACE
-
-
-def pending_work(connection: Redis, entry: Entry, environment: str) -> str | None:
-    """The id of a job of ``entry``, of any period, still waiting, running or waiting for a retry.
-
-    A changed cron gives the same database's work another period id, so the period claim
-    alone would let a second catch-up in while the first is still queued or running.
-    """
-    spec = registry.spec_for(entry.func)
-    if spec is None:
-        return None
-    prefix = entry.work_prefix(environment)
-    own = re.compile(re.escape(prefix) + r"\d{8}T\d{4}Z")
-    queue = Queue(spec.queue, connection=connection)
-    with connection.pipeline(transaction=False) as pipe:
-        pipe.lrange(queue.key, 0, -1)
-        pipe.zrange(queue.started_job_registry.key, 0, -1)
-        pipe.zrange(queue.scheduled_job_registry.key, 0, -1)
-        found = pipe.execute()
-    for ids in found:
-        for raw in ids:
-            job_id = as_text(raw).split(":", 1)[0]  # started entries are "<job id>:<execution id>"
-            if own.fullmatch(job_id):
-                return job_id
-    return None
 
 
 def newest_backup(store: ObjectStore, location: StorageLocation, *, environment: str, database: str) -> datetime | None:
@@ -96,12 +67,6 @@ def catch_up(
         try:
             newest = newest_backup(store, location, environment=environment, database=entry.subject)
             if not is_overdue(entry, newest, now):
-                continue
-            pending = pending_work(connection, entry, environment)
-            if pending is not None:
-                log.info("catch_up_pending", entry=entry.id, database=entry.subject, job_id=pending)
-                start, _ = period_around(entry.cron, entry.timezone, now)
-                fired.append(trigger.FireResult(entry.id, pending, start, enqueued=False))
                 continue
             log.warning(
                 "backup_overdue",

@@ -67,14 +67,11 @@ class Entry:
 
     def work_id(self, environment: str, period_start: datetime) -> str:
         """The RQ job id of this entry's work in one period: the same whatever fires it."""
-        return self.work_prefix(environment) + period_start.astimezone(UTC).strftime(PERIOD_STAMP_FORMAT)
-
-    def work_prefix(self, environment: str) -> str:
-        """What the work ids of every period of this entry start with, whatever its cron."""
         parts = [self.kind, slug(environment)]
         if self.subject is not None:
             parts.append(slug(self.subject))
-        return "-".join(parts) + "-"
+        parts.append(period_start.astimezone(UTC).strftime(PERIOD_STAMP_FORMAT))
+        return "-".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
