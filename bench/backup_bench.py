@@ -53,7 +53,12 @@ MB = 1000**2
 S3_KEY_ID = "railyardbenchkey"
 S3_SECRET = "railyard-bench-secret-0000"  # noqa: S105  (a throwaway key for a local test server)
 S3_BUCKET = "railyard-bench"
-TARGET_BACKUP_VS_FLOOR = 1.25
+TARGET_BACKUP_VS_FLOOR = 1.15
+TARGET_BACKUP_VS_ZSTD_PIPELINE = 1.0
+TARGET_SERVER_BLOCKS_VS_FLOOR = 1.05
+TARGET_PARALLEL_VS_SINGLE = 0.75
+STATS_SETTLE_S = 0.5  # a backend reports its block counters when it exits; wait for them to stop moving
+PHASES = ("pre-data", "data", "post-data")
 TARGET_STORED_VS_FC = 1.0
 TARGET_PEAK_RSS_MB = 150.0
 TARGET_RSS_GROWTH = 1.1  # "flat": at most 10% more at the larger size
@@ -67,6 +72,8 @@ class Sample:
     maxrss_mb: float  # peak RSS of the largest process in the measured tree
     stored_bytes: int | None = None
     raw_bytes: int | None = None  # pg_dump output before compression (from railyard manifests)
+    server_blocks: int | None = None  # blocks the server read for the run (pg_stat_database blks_read + blks_hit)
+    phases: dict[str, float] | None = None  # wall time per pg_restore --section
 
 
 @dataclass
@@ -233,6 +240,31 @@ def ensure_database(bench: Bench, size_gb: float, regenerate: bool) -> tuple[str
     return name, gen_db.db_url(bench.admin_url, name)
 
 
+def database_blocks(admin_url: str, dbname: str) -> int:
+    """blks_read + blks_hit of ``dbname`` so far, once the counters stopped moving."""
+    last = -1
+    while True:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT blks_read + blks_hit FROM pg_stat_database WHERE datname = %s", (dbname,)
+            ).fetchone()
+        value = int(row[0]) if row else 0
+        if value == last:
+            return value
+        last = value
+        time.sleep(STATS_SETTLE_S)
+
+
+def with_server_blocks(bench: Bench, dbname: str, run: Callable[[], Sample]) -> Callable[[], Sample]:
+    def counted() -> Sample:
+        before = database_blocks(bench.admin_url, dbname)
+        sample = run()
+        sample.server_blocks = database_blocks(bench.admin_url, dbname) - before
+        return sample
+
+    return counted
+
+
 def pg_dump(source_url: str, *flags: str, out: str | None = None) -> Sample:
     return measure(["pg_dump", *flags, "--no-password", f"--dbname={source_url}"], env=clean_env(), stdout_path=out)
 
@@ -345,8 +377,16 @@ def backup_methods(bench: Bench, source_url: str, dbname: str, *, variants: bool
             methods.append(Method("  pg_dump -Fc -Z0 | zstd -3 > /dev/null", zstd_cli))
         methods += [
             Method(f"  local, {name}", local(**{name.split("=")[0]: name.split("=")[1]}), railyard=True)
-            for name in ("BACKUP_ZSTD_LEVEL=1", "BACKUP_ZSTD_LEVEL=2", "BACKUP_ZSTD_THREADS=1")
+            for name in (
+                "BACKUP_ZSTD_LEVEL=1",
+                "BACKUP_ZSTD_LEVEL=2",
+                "BACKUP_ZSTD_LEVEL=4",
+                "BACKUP_ZSTD_THREADS=1",
+                "BACKUP_ROW_COUNTS=off",
+            )
         ]
+    for method in methods:
+        method.run = with_server_blocks(bench, dbname, method.run)
     return methods
 
 
@@ -388,12 +428,32 @@ def restore_methods(bench: Bench, source_url: str) -> list[Method]:
 
         return into_fresh_db(command)
 
-    def railyard_restore(backup_id: str, storage_url: str, endpoint: str = "") -> Callable[[], Sample]:
+    def railyard_restore(backup_id: str, storage_url: str, endpoint: str = "", jobs: int = 1) -> Callable[[], Sample]:
         def command(url: str) -> Sample:
-            env = railyard_env(source_url, storage_url, endpoint)
-            return measure([*railyard_command(), "restore", backup_id, "--target-url", url, "--yes"], env=env)
+            # RESTORE_PARALLEL_MIN_MB=0: the bench database is below the size that turns parallel on by itself.
+            env = railyard_env(source_url, storage_url, endpoint, RESTORE_PARALLEL_MIN_MB="0")
+            argv = [*railyard_command(), "restore", backup_id, "--target-url", url, "--yes", f"--jobs={jobs}"]
+            return measure(argv, env=env)
 
         return into_fresh_db(command)
+
+    def by_section(jobs: int) -> Callable[[], Sample]:
+        """pg_restore -j one section after another, timing each: where a parallel restore's time goes."""
+
+        def command(url: str) -> Sample:
+            total = Sample(wall_s=0.0, cpu_s=0.0, maxrss_mb=0.0, phases={})
+            for section in PHASES:
+                argv = ["pg_restore", "--no-owner", "--no-privileges", f"--jobs={jobs}", f"--section={section}"]
+                part = measure([*argv, "--no-password", f"--dbname={url}", str(plain_file)], env=clean_env())
+                total.wall_s += part.wall_s
+                total.cpu_s += part.cpu_s
+                total.maxrss_mb = max(total.maxrss_mb, part.maxrss_mb)
+                total.phases[section] = part.wall_s  # type: ignore[index]
+            return total
+
+        return into_fresh_db(command)
+
+    cores = os.cpu_count() or 1
 
     return [
         Method("pg_restore of a -Z0 file (baseline)", pg_restore()),
@@ -403,6 +463,18 @@ def restore_methods(bench: Bench, source_url: str) -> list[Method]:
         ),
         Method("railyard restore <- local dir", railyard_restore(local_id, str(local_store)), railyard=True),
         Method("railyard restore <- S3 (moto)", railyard_restore(s3_id, s3_url, bench.moto_url), railyard=True),
+        Method(
+            f"railyard restore --jobs {cores} <- local dir",
+            railyard_restore(local_id, str(local_store), jobs=cores),
+            railyard=True,
+        ),
+        Method(
+            f"railyard restore --jobs {cores} <- S3 (moto)",
+            railyard_restore(s3_id, s3_url, bench.moto_url, jobs=cores),
+            railyard=True,
+        ),
+        Method("pg_restore -j1 by section (phases)", by_section(1)),
+        Method(f"pg_restore -j{cores} by section (phases)", by_section(cores)),
     ]
 
 
@@ -422,7 +494,7 @@ def backup_table(methods: list[Method]) -> list[str]:
     floor, fc, fc_upload = methods[0], methods[1], methods[2]
     head = (
         f"{'method':<38} {'wall s':>7} {'min-max':>11} {'x floor':>8} {'(best)':>7} {'x Fc+up':>8} {'cpu s':>6} "
-        f"{'stored MB':>9} {'x Fc size':>9} {'RSS MB':>6}"
+        f"{'stored MB':>9} {'x Fc size':>9} {'RSS MB':>6} {'srv blocks':>10} {'x floor':>7}"
     )
     lines = [head, "-" * len(head)]
     for m in methods:
@@ -430,11 +502,13 @@ def backup_table(methods: list[Method]) -> list[str]:
         stored = m.median("stored_bytes")
         size_ratio = f"{stored / fc.median('stored_bytes'):.3f}x" if stored else "-"
         rss = f"{m.median('maxrss_mb'):.0f}" if m.rss else "-"
+        blocks = m.median("server_blocks")
         lines.append(
             f"{m.name:<38} {wall:>7.2f} {m.spread():>11} {wall / floor.median('wall_s'):>7.2f}x "
             f"{m.best() / floor.best():>6.2f}x "
             f"{wall / fc_upload.median('wall_s'):>7.2f}x {m.median('cpu_s'):>6.1f} "
-            f"{(f'{stored / MB:.1f}' if stored else '-'):>9} {size_ratio:>9} {rss:>6}"
+            f"{(f'{stored / MB:.1f}' if stored else '-'):>9} {size_ratio:>9} {rss:>6} "
+            f"{blocks:>10.0f} {blocks / max(floor.median('server_blocks'), 1):>6.3f}x"
         )
     return lines
 
@@ -450,6 +524,26 @@ def restore_table(methods: list[Method]) -> list[str]:
         lines.append(
             f"{m.name:<64} {wall:>7.2f} {m.spread():>11} {wall / base:>11.2f}x {m.best() / best:>6.2f}x {rss:>6}"
         )
+    return lines
+
+
+def phase_table(restores: list[Method]) -> list[str]:
+    """Per-section pg_restore times at -j1 and -jN, and 4 jobs on paper (Amdahl, from the 1 -> N speed-up)."""
+    one, many = (m for m in restores if m.name.endswith("(phases)"))
+    cores = os.cpu_count() or 1
+    head = f"{'section':<10} {'-j1 s':>7} {f'-j{cores} s':>7} {'parallel part':>13} {'-j4 on paper s':>14}"
+    lines = [f"pg_restore by section; median of {len(one.samples)} runs", head, "-" * len(head)]
+    totals = [0.0, 0.0, 0.0]
+    for section in PHASES:
+        t1 = statistics.median(s.phases[section] for s in one.samples if s.phases)
+        tn = statistics.median(s.phases[section] for s in many.samples if s.phases)
+        # T_n = T_1 (1 - p + p/n)  =>  p = (1 - T_n/T_1) / (1 - 1/n), kept within 0..1
+        p = min(max((1 - tn / t1) / (1 - 1 / cores), 0.0), 1.0) if cores > 1 and t1 > 0 else 0.0
+        t4 = t1 * (1 - p + p / 4)
+        totals = [totals[0] + t1, totals[1] + tn, totals[2] + t4]
+        lines.append(f"{section:<10} {t1:>7.2f} {tn:>7.2f} {p:>12.0%} {t4:>14.2f}")
+    lines.append(f"{'total':<10} {totals[0]:>7.2f} {totals[1]:>7.2f} {'':>13} {totals[2]:>14.2f}")
+    lines.append(f"4 jobs on paper vs -j1: {totals[2] / totals[0]:.2f}x")
     return lines
 
 
@@ -482,17 +576,34 @@ def targets(backups: list[Method], restores: list[Method], big: list[Method]) ->
     worst_wall = max(m.median("wall_s") for m in railyard) / floor.median("wall_s")
     stored = railyard[0].median("stored_bytes") / fc.median("stored_bytes")
     rss = [m.median("maxrss_mb") for m in railyard + big[1:]]
+    blocks = max(m.median("server_blocks") for m in railyard) / max(floor.median("server_blocks"), 1)
     lines = [
         "Targets",
         f"  backup wall <= {TARGET_BACKUP_VS_FLOOR}x floor: {walls} -> {verdict(worst_wall <= TARGET_BACKUP_VS_FLOOR)}",
+        f"  server blocks read <= {TARGET_SERVER_BLOCKS_VS_FLOOR}x pg_dump alone: worst {blocks:.3f}x -> "
+        f"{verdict(blocks <= TARGET_SERVER_BLOCKS_VS_FLOOR)}",
         f"  stored size <= pg_dump -Fc: {stored:.3f}x -> {verdict(stored <= TARGET_STORED_VS_FC)}",
         f"  peak RSS <= {TARGET_PEAK_RSS_MB:.0f} MB: {max(rss):.0f} MB -> {verdict(max(rss) <= TARGET_PEAK_RSS_MB)}",
     ]
     if big:
         growth = max(b.median("maxrss_mb") / s.median("maxrss_mb") for s, b in zip(railyard, big[1:], strict=False))
         lines.append(f"  peak RSS flat as data grows: max {growth:.2f}x -> {verdict(growth <= TARGET_RSS_GROWTH)}")
+    pipeline = [m for m in backups if "| zstd" in m.name]
+    if pipeline:
+        local = railyard[0].median("wall_s") / pipeline[0].median("wall_s")
+        lines.append(
+            f"  backup wall <= {TARGET_BACKUP_VS_ZSTD_PIPELINE}x pg_dump -Z0 | zstd -3 -T0: local dir {local:.2f}x -> "
+            f"{verdict(local <= TARGET_BACKUP_VS_ZSTD_PIPELINE)}"
+        )
     if restores:
-        ours = [m for m in restores if m.railyard]
+        single = next(m for m in restores if m.name == "railyard restore <- local dir")
+        parallel = next(m for m in restores if m.name.startswith("railyard restore --jobs") and "local" in m.name)
+        ratio = parallel.median("wall_s") / single.median("wall_s")
+        lines.append(
+            f"  parallel restore <= {TARGET_PARALLEL_VS_SINGLE}x single transaction: {ratio:.2f}x "
+            f"(best {parallel.best() / single.best():.2f}x) -> {verdict(ratio <= TARGET_PARALLEL_VS_SINGLE)}"
+        )
+        ours = [m for m in restores if m.railyard and "--jobs" not in m.name]
         worst = max(m.median("wall_s") for m in ours) / restores[0].median("wall_s")
         best = max(m.best() for m in ours) / restores[0].best()
         ok = worst <= TARGET_RESTORE_VS_PG_RESTORE
@@ -586,6 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_rounds(bench, "restore", restores, args.repeats)
                 report += ["", f"Restore into a new database; median of {args.repeats} runs (min-max)"]
                 report += restore_table(restores)
+                report += ["", *phase_table(restores)]
 
             big: list[Method] = []
             if args.rss_size_gb:
