@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -142,3 +146,45 @@ def test_verify_restores_with_jobs_too(
     with structlog.testing.capture_logs() as logs:
         result = verify_manifest(open_store(storage_url), manifest, PgTarget(pg_admin_url))
     assert (True, 2) == (result.passed, _started(logs)["jobs"])
+
+
+class _JobTimeout(Exception):
+    """What rq's SIGALRM death penalty raises in the job's thread."""
+
+
+def test_a_job_timeout_mid_restore_leaves_the_target_as_it_was(
+    database_url: str, new_database: str, tmp_path: Path
+) -> None:
+    """The job's timeout fires while pg_restore --jobs loads data: its workers end, what it created is dropped."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(SCHEMA_SQL)
+        conn.execute("CREATE TABLE public.big AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 200000) g")
+    settings = settings_for(database_url, str(tmp_path / "store"))
+    manifest = backup_database(settings)
+    before = _catalog(new_database)
+
+    def fire_when_loading() -> None:
+        with psycopg.connect(new_database, autocommit=True) as conn:
+            while not conn.execute("SELECT 1 FROM pg_class WHERE relname = 'big'").fetchone():
+                time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGALRM)
+
+    def timeout(signum: int, frame: object) -> None:
+        raise _JobTimeout
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    watcher = threading.Thread(target=fire_when_loading, daemon=True)
+    try:
+        watcher.start()
+        with pytest.raises(_JobTimeout):
+            restore_backup(settings, manifest.id, new_database, jobs=2)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert before == _catalog(new_database)
+    with psycopg.connect(new_database) as conn:
+        assert (
+            []
+            == conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        )
