@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,17 +25,17 @@ from rq import get_current_job
 
 from jobs import childproc, registry
 from jobs.backup_config import BackupOptions, BackupTuning
-from jobs.catalog import Manifest, backup_key, key_segment, newest_usable
+from jobs.catalog import ENCRYPTED_SUFFIX, BackupKey, Manifest, backup_key, key_segment, newest_usable
 from jobs.databases import list_databases
 from jobs.dump_archive import ArchiveReader
 from jobs.encryption import EncryptionConfig, Encryptor
 from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
 from jobs.rowcounts import estimate_rows
 from jobs.series import BACKUP_LOCK_KEY, Source, resolve_source, server_database, url_source
-from jobs.storage import StorageLocation, choose_part_size, open_store
+from jobs.storage import StorageLocation, Upload, choose_part_size, open_store
 from railyard import __version__, alerts
 from railyard.conninfo import password_forms
-from railyard.errors import LockBusyError, PermanentError, RailyardError, RetryableError
+from railyard.errors import LockBusyError, ObjectExistsError, PermanentError, RailyardError, RetryableError
 from railyard.redact import redactor
 from railyard.settings import Settings
 
@@ -46,6 +47,8 @@ PROGRESS_INTERVAL_S = 1.0
 ZSTD_JOB_SIZE_BYTES = 2 * 1024 * 1024
 # Advisory lock key (two int4s) held on the source database for the whole backup.
 LOCK_KEY = BACKUP_LOCK_KEY
+# Keys tried, a second apart, when other writers completed the same key first.
+KEY_ATTEMPTS = 10
 
 ProgressCallback = Callable[[int, int, float], None]
 # (bytes pg_dump wrote, bytes stored, seconds, pg_database_size: what the first approaches)
@@ -98,13 +101,14 @@ def backup_database(
         snapshot = str(snapshot_row[0]) if snapshot_row else ""
 
         started = clock()
-        key = backup_key(location, settings.environment, source.series, started, encrypted=encryption.enabled)
+        # Where the store cannot refuse to overwrite, the key carries a random token no other writer picks.
+        token = "" if store.refuses_overwrite() else secrets.token_hex(4)
+        key = backup_key(
+            location, settings.environment, source.series, started, encrypted=encryption.enabled, token=token
+        )
         while store.head(key.key) is not None or store.head(key.manifest_key) is not None:
-            # A backup of this series was taken in the same second: keys have one-second
-            # resolution, so this one's key is stamped a second later rather than overwrite it.
-            # started_at stays the real start, so it is never after finished_at.
-            stamp = key.taken_at + timedelta(seconds=1)
-            key = backup_key(location, settings.environment, source.series, stamp, encrypted=encryption.enabled)
+            # Taken in the same second: the key moves a second on; started_at stays the real start.
+            key = _next_key(location, key)
         part_size = tuning.part_size or choose_part_size(db_size)
         concurrency = tuning.concurrency_for(part_size)
         if part_size * (concurrency + 1) > tuning.upload_memory:
@@ -132,7 +136,7 @@ def backup_database(
         reader = ArchiveReader() if tuning.row_counts == "exact" else None
         counts = estimate_rows(conn, options) if tuning.row_counts == "estimate" else None
         t0 = time.monotonic()
-        with store.open_upload(key.key, part_size=part_size, concurrency=concurrency) as upload:
+        with store.open_upload(key.key, part_size=part_size, concurrency=concurrency, if_absent=True) as upload:
             stream = _DumpStream(pg_dump_argv(pg_dump, target, snapshot, options), target)
             try:
                 report = None if on_progress is None else _with_total(on_progress, db_size)
@@ -143,7 +147,7 @@ def backup_database(
                 stream.close()
             if reader:
                 counts = reader.finish().table_counts()
-            upload.complete()
+            key = _complete_without_overwriting(upload, key, location)
         conn.execute("COMMIT")
         duration = time.monotonic() - t0
 
@@ -189,6 +193,36 @@ def backup_database(
         location=store.location(manifest.key),
     )
     return manifest
+
+
+def _next_key(location: StorageLocation, key: BackupKey) -> BackupKey:
+    """The key a second later: keys have one-second resolution, and a taken key is never overwritten."""
+    return backup_key(
+        location,
+        key.environment,
+        key.series,
+        key.taken_at + timedelta(seconds=1),
+        encrypted=key.key.endswith(ENCRYPTED_SUFFIX),
+        token=key.token,
+    )
+
+
+def _complete_without_overwriting(upload: Upload, key: BackupKey, location: StorageLocation) -> BackupKey:
+    """Complete ``upload`` under ``key``, or under the next free key when another writer got there first."""
+    for _ in range(KEY_ATTEMPTS):
+        try:
+            upload.complete()
+            return key
+        except ObjectExistsError as exc:
+            taken = key
+            key = _next_key(location, key)
+            if not upload.retarget(key.key):
+                raise RetryableError(
+                    f"another writer completed {taken.key!r} first; nothing was overwritten and this backup "
+                    "will be taken again under a new key"
+                ) from exc
+            log.warning("backup_key_taken", key=taken.key, next_key=key.key)
+    raise RetryableError(f"{KEY_ATTEMPTS} keys in a row were taken by other writers; the backup will be retried")
 
 
 def server_identity(conn: Any) -> str | None:
@@ -335,20 +369,34 @@ def backup_globals(
     with server.connect(autocommit=True) as conn:
         major, _ = server_major(conn)
     tool = find_tool("pg_dumpall", major, ssl_mode=server.ssl_mode)
-    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     host = key_segment(server.host.replace(":", "_"))
     suffix = ".sql.zst" + (".age" if encryption.enabled else "")
-    key = location.key(key_segment(settings.environment), "_globals", stamp[:4], stamp[4:6], stamp[6:8])
-    key = f"{key}/{host}-globals-{stamp}{suffix}"
+    token = "" if store.refuses_overwrite() else "-" + secrets.token_hex(4)
+
+    def globals_key(when: datetime) -> str:
+        stamp = when.strftime("%Y%m%dT%H%M%SZ")
+        folder = location.key(key_segment(settings.environment), "_globals", stamp[:4], stamp[4:6], stamp[6:8])
+        return f"{folder}/{host}-globals-{stamp}{token}{suffix}"
+
+    when = utcnow().replace(microsecond=0)
+    key = globals_key(when)
     argv = [tool.path, "--globals-only", "--no-role-passwords", "--no-password", f"--dbname={server.argv_url()}"]
     try:
-        with store.open_upload(key) as upload:
+        with store.open_upload(key, if_absent=True) as upload:
             stream = _DumpStream(argv, server)
             try:
                 stream.pump(upload.write, tuning, encryption.recipients, None)
             finally:
                 stream.close()
-            upload.complete()
+            for _ in range(KEY_ATTEMPTS):
+                try:
+                    upload.complete()
+                    break
+                except ObjectExistsError:
+                    when += timedelta(seconds=1)
+                    key = globals_key(when)
+                    if not upload.retarget(key):
+                        raise
     except RailyardError as exc:
         log.warning("globals_skipped", host=server.host, reason=str(exc))
         return None

@@ -57,7 +57,7 @@ def no_series_lock(series: str) -> Iterator[bool | None]:
 
 # Roles and tablespaces saved by whole-server backups (jobs.backup.backup_globals).
 _GLOBALS_KEY = re.compile(
-    r"^_globals/\d{4}/\d{2}/\d{2}/(?P<host>[^/]+)-globals-(?P<stamp>\d{8}T\d{6}Z)\.sql\.zst(?:\.age)?$"
+    r"^_globals/\d{4}/\d{2}/\d{2}/(?P<host>[^/]+)-globals-(?P<stamp>\d{8}T\d{6}Z)(?:-[0-9a-f]{8})?\.sql\.zst(?:\.age)?$"
 )
 
 

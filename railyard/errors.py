@@ -48,3 +48,7 @@ class NotFoundError(PermanentError):
 
 class LockBusyError(RetryableError):
     """Another process holds the lock for this work right now."""
+
+
+class ObjectExistsError(PermanentError):
+    """A write that may only create an object found one already at its key; nothing was overwritten."""

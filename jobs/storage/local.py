@@ -18,16 +18,22 @@ from jobs.storage.base import (
     ObjectStore,
     Upload,
 )
-from railyard.errors import NotFoundError, PermanentError, StorageError
+from railyard.errors import NotFoundError, ObjectExistsError, PermanentError, StorageError
 
 PARTIAL_MARK = ".partial-"
 
 
 class LocalUpload(Upload):
-    """Writes to ``<key>.partial-<id>`` and renames into place on completion."""
+    """Writes to ``<key>.partial-<id>`` and moves it into place on completion.
 
-    def __init__(self, store: LocalStore, key: str):
+    With ``if_absent`` the move is a hard link, which the kernel refuses atomically when
+    the name exists (an exclusive create); otherwise a rename that replaces.
+    """
+
+    def __init__(self, store: LocalStore, key: str, if_absent: bool = False):
         self.key = key
+        self._store = store
+        self._if_absent = if_absent
         self._final = store.path(key)
         self._partial = self._final.with_name(f"{self._final.name}{PARTIAL_MARK}{uuid.uuid4().hex}")
         self._final.parent.mkdir(parents=True, exist_ok=True)
@@ -42,13 +48,34 @@ class LocalUpload(Upload):
 
     def _complete(self) -> None:
         try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self._partial, self._final)
+            if not self._file.closed:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._file.close()
+            if self._if_absent:
+                os.link(self._partial, self._final)
+                self._partial.unlink()
+            else:
+                os.replace(self._partial, self._final)
+        except FileExistsError as exc:
+            raise ObjectExistsError(
+                f"object {self.key!r} already exists in {self._store.location()}; nothing was overwritten"
+            ) from exc
         except OSError as exc:
             self.abort()
             raise _os_error(exc, self._final) from exc
+
+    def retarget(self, key: str) -> bool:
+        final = self._store.path(key)
+        upload_id = self._partial.name.rpartition(PARTIAL_MARK)[2]
+        partial = final.with_name(f"{final.name}{PARTIAL_MARK}{upload_id}")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(self._partial, partial)
+        except OSError:
+            return False
+        self.key, self._final, self._partial = key, final, partial
+        return True
 
     def _abort(self) -> None:
         self._file.close()
@@ -77,9 +104,11 @@ class LocalStore(ObjectStore):
             raise _os_error(exc, self.root) from exc
         return f"local directory {self.root} is writable"
 
-    def open_upload(self, key: str, *, part_size: int = MIN_PART_SIZE, concurrency: int = 4) -> Upload:
+    def open_upload(
+        self, key: str, *, part_size: int = MIN_PART_SIZE, concurrency: int = 4, if_absent: bool = False
+    ) -> Upload:
         try:
-            return LocalUpload(self, key)
+            return LocalUpload(self, key, if_absent)
         except OSError as exc:
             raise _os_error(exc, self.path(key)) from exc
 
@@ -96,10 +125,7 @@ class LocalStore(ObjectStore):
                 yield chunk
 
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
-        path = self.path(key)
-        if if_absent and path.exists():
-            raise PermanentError(f"object {key!r} already exists in {self.location()} and is immutable")
-        with self.open_upload(key) as upload:
+        with self.open_upload(key, if_absent=if_absent) as upload:
             upload.write(data)
             upload.complete()
 

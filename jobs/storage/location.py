@@ -42,7 +42,7 @@ def open_store(location: StorageLocation | str, *, addressing_style: str = "auto
     if location.scheme == "s3":
         from jobs.storage.s3 import S3Store
 
-        return S3Store(location.container, addressing_style=addressing_style)
+        return S3Store(location.container, addressing_style=addressing_style, prefix=location.prefix)
     from jobs.storage.local import LocalStore
 
     return LocalStore(location.container)

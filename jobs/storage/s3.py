@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -30,7 +31,14 @@ from jobs.storage.base import (
     ObjectStore,
     Upload,
 )
-from railyard.errors import ConfigError, NotFoundError, PermanentError, RailyardError, StorageError
+from railyard.errors import (
+    ConfigError,
+    NotFoundError,
+    ObjectExistsError,
+    PermanentError,
+    RailyardError,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -91,7 +99,7 @@ class S3Upload(Upload):
     database costs one request and leaves nothing to clean up if it fails.
     """
 
-    def __init__(self, store: S3Store, key: str, part_size: int, concurrency: int):
+    def __init__(self, store: S3Store, key: str, part_size: int, concurrency: int, if_absent: bool = False):
         if part_size < MIN_PART_SIZE:
             raise PermanentError(f"part size {part_size} is below the {MIN_PART_SIZE} byte minimum")
         self.key = key
@@ -105,6 +113,7 @@ class S3Upload(Upload):
         self._slots = threading.BoundedSemaphore(concurrency)
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part")
         self._error: BaseException | None = None
+        self._if_absent = if_absent
 
     def write(self, data: bytes) -> None:
         self._raise_part_error()
@@ -159,13 +168,17 @@ class S3Upload(Upload):
             raise error if isinstance(error, RailyardError) else StorageError(str(error))
 
     def _complete(self) -> None:
+        condition = self._store.condition(self.key) if self._if_absent else {}
+        if self._upload_id is None:
+            # One PUT; after a collision the bytes are still here, so retarget() can move them.
+            body = b"".join(self._buffer)
+            self._store.call(
+                "put_object", Bucket=self._store.bucket, Key=self.key, Body=body, **condition, **self._store.put_options
+            )
+            self._buffer = []
+            self._pool.shutdown(wait=True)
+            return
         try:
-            if self._upload_id is None:
-                body = b"".join(self._buffer)
-                self._store.call(
-                    "put_object", Bucket=self._store.bucket, Key=self.key, Body=body, **self._store.put_options
-                )
-                return
             if self._buffered:
                 self._flush_part()
             for future in self._futures:
@@ -178,12 +191,19 @@ class S3Upload(Upload):
                 Key=self.key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": parts},
+                **condition,
             )
         except BaseException:
             self._abort()
             raise
         finally:
             self._pool.shutdown(wait=True)
+
+    def retarget(self, key: str) -> bool:
+        if self._upload_id is not None:
+            return False  # the parts belong to an upload of the old key
+        self.key = key
+        return True
 
     def _abort(self) -> None:
         for future in self._futures:
@@ -199,11 +219,48 @@ class S3Upload(Upload):
                 log.warning("multipart_abort_failed", key=self.key, error=str(exc))
 
 
+PROBE_NAME = ".railyard-write-probe-"
+
+
 class S3Store(ObjectStore):
-    def __init__(self, bucket: str, *, addressing_style: str = "auto", client: S3Client | None = None):
+    """``prefix`` is where the conditional-write probe may write (the storage location's prefix)."""
+
+    def __init__(
+        self, bucket: str, *, addressing_style: str = "auto", client: S3Client | None = None, prefix: str = ""
+    ):
         self.bucket = bucket
         self.client = client or make_client(addressing_style)
         self.put_options = put_options()
+        self.prefix = prefix.strip("/")
+        self._conditional: bool | None = None
+
+    def refuses_overwrite(self) -> bool:
+        """Probe once whether the server enforces ``If-None-Match: *``.
+
+        AWS S3, Cloudflare R2 and MinIO do; some S3-compatible servers reject the header,
+        others (rclone's ``serve s3``) accept it and overwrite anyway. The probe writes one
+        small object twice under the prefix, and deletes it.
+        """
+        if self._conditional is None:
+            key = f"{self.prefix}/{PROBE_NAME}{uuid.uuid4().hex}".lstrip("/")
+            try:
+                self.call("put_object", Bucket=self.bucket, Key=key, Body=b"1", IfNoneMatch="*", **self.put_options)
+                self.call("put_object", Bucket=self.bucket, Key=key, Body=b"2", IfNoneMatch="*", **self.put_options)
+                self._conditional = False  # the second write went through: the header is ignored
+            except ObjectExistsError:
+                self._conditional = True
+            except PermanentError as exc:
+                log.info("conditional_writes_rejected", endpoint=self._endpoint(), error=str(exc))
+                self._conditional = False
+            finally:
+                with contextlib.suppress(RailyardError):
+                    self.delete(key)
+            log.info("conditional_writes_probed", endpoint=self._endpoint(), enforced=self._conditional)
+        return self._conditional
+
+    def condition(self, key: str) -> dict[str, str]:
+        """The header that makes a write create-only, where the server enforces it."""
+        return {"IfNoneMatch": "*"} if self.refuses_overwrite() else {}
 
     def call(self, operation: str, **params: Any) -> Any:
         """Run one S3 API call, turning botocore errors into Railyard's two families."""
@@ -233,8 +290,8 @@ class S3Store(ObjectStore):
                 f"S3 refused access to {where} ({code}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
                 "and the bucket's permissions"
             )
-        if code in ("PreconditionFailed", "412") or status == 412:
-            return PermanentError(f"{where} already exists and is immutable")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict") or status in (409, 412):
+            return ObjectExistsError(f"{where} already exists; nothing was overwritten")
         if status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"):
             return StorageError(f"S3 server error at {where}: {code or status}")
         return PermanentError(f"S3 rejected the request for {where}: {code} {error.get('Message', '')}".strip())
@@ -251,8 +308,10 @@ class S3Store(ObjectStore):
             ) from exc
         return f"bucket {self.bucket!r} reachable at {self._endpoint()}"
 
-    def open_upload(self, key: str, *, part_size: int = MIN_PART_SIZE, concurrency: int = 4) -> Upload:
-        return S3Upload(self, key, part_size, concurrency)
+    def open_upload(
+        self, key: str, *, part_size: int = MIN_PART_SIZE, concurrency: int = 4, if_absent: bool = False
+    ) -> Upload:
+        return S3Upload(self, key, part_size, concurrency, if_absent)
 
     def iter_get(self, key: str, chunk_size: int = READ_CHUNK_SIZE, *, start: int = 0) -> Iterator[bytes]:
         params = {"Bucket": self.bucket, "Key": key, **({"Range": f"bytes={start}-"} if start else {})}
@@ -278,7 +337,10 @@ class S3Store(ObjectStore):
             body.close()
 
     def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> None:
-        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        extra = self.condition(key) if if_absent else {}
+        if if_absent and not extra and self.head(key) is not None:
+            # The server cannot refuse for us; writers use keys no one else chooses, this catches the rest.
+            raise ObjectExistsError(f"s3://{self.bucket}/{key} already exists; nothing was overwritten")
         self.call("put_object", Bucket=self.bucket, Key=key, Body=data, **extra, **self.put_options)
 
     def head(self, key: str) -> ObjectInfo | None:

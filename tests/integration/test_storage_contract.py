@@ -15,7 +15,7 @@ import pytest
 from jobs.storage import MIN_PART_SIZE, ObjectStore
 from jobs.storage.local import LocalStore
 from jobs.storage.s3 import S3Store
-from railyard.errors import NotFoundError, PermanentError, StorageError
+from railyard.errors import NotFoundError, ObjectExistsError, PermanentError, StorageError
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -99,7 +99,7 @@ def test_missing_key_is_not_found(store: ObjectStore) -> None:
 
 def test_put_if_absent_refuses_overwrite(store: ObjectStore) -> None:
     store.put_bytes("m/marker.json", b"{}", if_absent=True)
-    with pytest.raises(PermanentError, match="immutable"):
+    with pytest.raises(ObjectExistsError, match="nothing was overwritten"):
         store.put_bytes("m/marker.json", b"{changed}", if_absent=True)
     assert store.get_bytes("m/marker.json") == b"{}"
 
