@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-_PART_RE = re.compile(r"(\d+)([ymwdh])")
-_WHOLE_RE = re.compile(r"^(?:\d+[ymwdh])+$")
+_PART_RE = re.compile(r"(\d+)([ymwdh])", re.ASCII)
+_WHOLE_RE = re.compile(r"^(?:\d+[ymwdh])+$", re.ASCII)
 UNITS_HELP = "a number and a unit, combinable: y (years), m (months), w (weeks), d (days), h (hours), e.g. 90d or 1y6m"
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from railyard.envparse import parse_float
 from railyard.errors import ConfigError
 
 DEFAULT_MIGRATIONS_DIR = "migrations"
@@ -41,7 +42,7 @@ class MigrationConfig:
             if not raw:
                 return default
             try:
-                value = float(raw)
+                value = parse_float(raw)
             except ValueError:
                 value = -1.0
             if value < 0 or (value == 0 and zero is None) or value != value:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from railyard.errors import PermanentError
 
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_PART_RE = re.compile(r"(\d{1,9})([smhdw])")
+_PART_RE = re.compile(r"(\d{1,9})([smhdw])", re.ASCII)
 MAX_DURATION = timedelta(days=100 * 365)
 
 

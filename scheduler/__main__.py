@@ -11,6 +11,7 @@ from jobs import registry
 from railyard.errors import ConfigError, RailyardError
 from railyard.logs import configure_logging
 from railyard.settings import Settings
+from railyard.startup import validate_environment
 from scheduler.config import ScheduleConfig
 from scheduler.schedule import build_schedule, targets_from_settings
 from scheduler.service import RailyardScheduler
@@ -21,6 +22,7 @@ EXIT_CONFIG = 2
 
 def main() -> int:
     try:
+        validate_environment()
         settings = Settings.from_env()
         config = ScheduleConfig.from_env()
     except ConfigError as exc:

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from railyard.envparse import parse_float
 from railyard.errors import ConfigError
 from scheduler.cron import cron_problem, zone_problem
 
@@ -56,7 +57,7 @@ class ScheduleConfig:
         def seconds(name: str, default: float, maximum: float) -> float:
             raw = get(name, str(default))
             try:
-                value = float(raw)
+                value = parse_float(raw)
             except ValueError:
                 value = -1.0
             if not 0 < value <= maximum:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from railyard.envparse import whole_number
+from railyard.envparse import parse_float, parse_int, whole_number
 from railyard.errors import ConfigError
 
 DEFAULT_HEARTBEAT_GRACE_S = 60  # rq's own margin over the monitoring interval
@@ -37,7 +37,7 @@ class WorkerTuning:
         raw = env.get("WORKER_HEARTBEAT_GRACE_S", "").strip()
         if raw:
             try:
-                grace = int(raw)
+                grace = parse_int(raw)
                 if not 1 <= grace <= 3600:
                     raise ValueError
             except ValueError:
@@ -49,7 +49,7 @@ class WorkerTuning:
         raw = env.get("RAILYARD_RETRY_BACKOFF_SCALE", "").strip()
         if raw:
             try:
-                scale = float(raw)
+                scale = parse_float(raw)
                 if not 0 < scale <= MAX_BACKOFF_SCALE:
                     raise ValueError
             except ValueError:

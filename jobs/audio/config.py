@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from railyard.envparse import parse_float, parse_int
 from railyard.errors import ConfigError
 from railyard.settings import DEFAULT_BACKUP_STORAGE_URL, storage_url_problems
 
@@ -154,7 +155,7 @@ def _number(text: str, default: float, name: str, problems: list[str], *, intege
     if not text:
         return default
     try:
-        return int(text) if integer else float(text)
+        return parse_int(text) if integer else parse_float(text)
     except ValueError:
         kind = "a whole number" if integer else "a number"
         problems.append(f"{name}={text!r} is not {kind}")

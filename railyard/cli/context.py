@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from railyard.logs import configure_logging
 from railyard.redact import environment_secrets
 from railyard.settings import Settings
+from railyard.startup import validate_environment
 
 
 @dataclass
@@ -19,6 +20,7 @@ class CliContext:
     def settings(self) -> Settings:
         """Settings from the environment, validated once; logging is configured with them."""
         if self._settings is None:
+            validate_environment()  # every setting, every problem at once, before any command does anything
             self._settings = Settings.from_env()
             configure_logging(self._settings)
         return self._settings

@@ -114,3 +114,23 @@ def test_redis_reconnect_timeout_defaults_to_a_minute_and_zero_turns_it_off() ->
     assert 0 == Settings.from_env({"REDIS_RECONNECT_TIMEOUT_S": "0"}).redis_reconnect_timeout_s
     with pytest.raises(ConfigError, match="REDIS_RECONNECT_TIMEOUT_S=7200 is out of range"):
         Settings.from_env({"REDIS_RECONNECT_TIMEOUT_S": "7200"})
+
+
+@pytest.mark.parametrize("raw", ["\uff11\uff12", "1_000", "12.0", "0x10", "\u0661"])
+def test_whole_numbers_are_ascii_digits_only(raw: str) -> None:
+    """Full-width or Arabic-Indic digits and underscores are no whole number, though int() takes them."""
+    with pytest.raises(ConfigError, match=r"REDIS_RECONNECT_TIMEOUT_S=.* is not a whole number"):
+        Settings.from_env({"REDIS_RECONNECT_TIMEOUT_S": raw})
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok"), [("1.5", True), ("2e1", True), ("nan", False), ("inf", False), ("\uff11", False)]
+)
+def test_numbers_are_finite_and_ascii(raw: str, ok: bool) -> None:
+    from railyard.envparse import parse_float
+
+    if ok:
+        assert float(raw) == parse_float(raw)
+    else:
+        with pytest.raises(ValueError):
+            parse_float(raw)
