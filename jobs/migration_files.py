@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from jobs.sqlsplit import Statement, has_code, is_transaction_control, split_statements
+from jobs.sqlsplit import SqlSyntaxError, Statement, is_transaction_control, split_statements
 from railyard.errors import PermanentError
 
 # ASCII digits only: \d would take full-width and other Unicode digits as a version.
@@ -132,14 +132,25 @@ def parse_sql(text: str, display: str) -> SqlSections:
     down = text[downs[0].end() :] if downs else None
     up_line = text.count("\n", 0, up_start) + 1
     down_line = text.count("\n", 0, downs[0].end()) + 1 if downs else 0
-    if not has_code(up):
+    up_statements = _statements(up, up_line, display)
+    if not up_statements:
         raise MigrationFileError(f"{display}: has no statements to apply; write them before '-- migrate:down'")
-    if down is not None and not has_code(down):
+    down_statements = _statements(down, down_line, display) if down is not None else []
+    if not down_statements:
         down = None
-    for section, offset in ((up, up_line), (down, down_line)):
-        if section is not None:
-            _refuse_transaction_control(split_statements(section), offset, display)
+    _refuse_transaction_control(up_statements, up_line, display)
+    _refuse_transaction_control(down_statements, down_line, display)
     return SqlSections(up=up, down=down, up_line=up_line, down_line=down_line, transactional=transactional)
+
+
+def _statements(section: str, offset: int, display: str) -> list[Statement]:
+    """The section's statements, read by PostgreSQL's grammar; a syntax error names its line in the file."""
+    try:
+        return split_statements(section)
+    except SqlSyntaxError as exc:
+        raise MigrationFileError(
+            f"{display} line {offset + exc.line - 1}: {exc.reason}; fix the SQL (nothing of it has run)"
+        ) from exc
 
 
 def _refuse_transaction_control(statements: Iterable[Statement], offset: int, display: str) -> None:

@@ -541,3 +541,15 @@ def test_a_version_too_large_for_bigint_stops_the_run_before_any_migration(env: 
     with pytest.raises(PlanError, match=r"is too large \(the ledger stores versions as bigint"):
         env.migrator().up()
     assert not table_exists(env.database_url, "t")
+
+
+@pytest.mark.parametrize("transactional", [True, False])
+def test_a_commit_after_a_keyword_named_table_is_refused_before_anything_runs(env: Env, transactional: bool) -> None:
+    """`CREATE TABLE begin (atomic int)` is no BEGIN ATOMIC body: the COMMIT after it is seen, nothing applied."""
+    directive = "" if transactional else "-- railyard:no-transaction\n"
+    env.write("0001_first.sql", "CREATE TABLE first_ok (id int);")
+    env.write("0002_begin.sql", f"{directive}CREATE TABLE begin (atomic int);\nCOMMIT;\nCREATE TABLE after (id int);\n")
+    line = 2 if transactional else 3
+    with pytest.raises(PlanError, match=re.escape(f"0002_begin.sql line {line}: COMMIT is not allowed in a migration")):
+        env.migrator().up()
+    assert (False, False, False) == tuple(table_exists(env.database_url, t) for t in ("first_ok", "begin", "after"))

@@ -70,6 +70,9 @@ def test_no_transaction_directive() -> None:
         ("BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;", "m.sql line 1: BEGIN is not allowed"),
         ("CREATE TABLE a (id int);\n\ncommit;", "m.sql line 3: commit is not allowed"),
         ("CREATE TABLE a (id int);\n-- migrate:down\nDROP TABLE a;\nCOMMIT;", "m.sql line 4: COMMIT is not allowed"),
+        ("CREATE TABLE begin (atomic int);\nCOMMIT;\nINSERT INTO x VALUES (1);", "m.sql line 2: COMMIT is not allowed"),
+        ("CREATE TABLE a (id int);\n\nCREAT TABLE b (id int);", 'm.sql line 3: syntax error at or near "CREAT"'),
+        ("CREATE TABLE a (id int);\n-- migrate:down\nDROP TABLE 'a;", "m.sql line 3: unterminated quoted string"),
     ],
 )
 def test_parse_sql_refuses(text: str, message: str) -> None:
