@@ -6,6 +6,7 @@ Nothing here uses Railyard's audio code, so the checks are independent of it.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -125,3 +126,30 @@ def create_audio_table(database_url: str) -> None:
     from jobs.migrate import apply_builtin
 
     apply_builtin(database_url)
+
+
+def wav_with_header(
+    *, tag: int, channels: int, rate: int, byte_rate: int, align: int, bits: int, riff: int, data: int
+) -> bytes:
+    """A RIFF/WAVE header with the given fields, then a short real body of 16-bit noise."""
+    body = (np.random.default_rng(7).integers(-8000, 8000, 4000, dtype=np.int16)).tobytes()
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, byte_rate, align, bits)
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff)
+        + b"WAVEfmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", data)
+        + body
+    )
+
+
+def flac_with_streaminfo(
+    *, rate: int, channels: int, bits: int, total: int, min_block: int, max_block: int, tail: bytes
+) -> bytes:
+    """fLaC with one STREAMINFO block holding the given fields (each within its bit width), then ``tail``."""
+    info = (rate << 44) | ((channels - 1) << 41) | ((bits - 1) << 36) | total
+    streaminfo = struct.pack(">HH", min_block, max_block) + b"\0" * 6 + info.to_bytes(8, "big") + b"\0" * 16
+    return b"fLaC" + bytes([0x80]) + len(streaminfo).to_bytes(3, "big") + streaminfo + tail

@@ -45,7 +45,7 @@ class DecodeStats:
 class AudioDecoder:
     """The first audio stream of a file, decoded frame by frame. Use as a context manager."""
 
-    def __init__(self, file: Any, *, max_duration_s: float):
+    def __init__(self, file: Any, *, max_duration_s: float, max_work: float = math.inf, size_bytes: int = 0):
         try:
             self._container = av.open(file, mode="r", metadata_errors="ignore")
         except av.error.FFmpegError as exc:  # storage errors keep their own type through PyAV
@@ -59,6 +59,11 @@ class AudioDecoder:
             raise AudioInputError("the file has no audio stream; upload an audio file")
         self._stream = streams[0]
         codec = self._stream.codec_context
+        if codec is None:
+            self._container.close()
+            raise AudioInputError(
+                "the file's audio is in an encoding FFmpeg cannot decode; export it again as MP3, M4A, WAV or FLAC"
+            )
         declared = self._container.duration
         self.info = SourceInfo(
             container=self._container.format.name,
@@ -69,11 +74,22 @@ class AudioDecoder:
             exact_duration=any(name in EXACT_LENGTH_FORMATS for name in self._container.format.name.split(",")),
         )
         self.max_duration_s = max_duration_s
+        self.max_work = max_work
+        self._size_bytes = size_bytes
         self.stats = DecodeStats()
+        shape = policy.format_problem(sample_rate_hz=self.info.sample_rate, channels=self.info.channels)
+        if shape:
+            self._container.close()
+            error = AudioLimitError if self.info.channels > policy.MAX_CHANNELS else AudioInputError
+            raise error(shape)
         declared_s = self.info.declared_duration_s
         if declared_s is not None and declared_s > max_duration_s:
             self._container.close()
             raise AudioLimitError(policy.too_long_problem(max_duration_s, declared_s))
+        expected = declared_s * self.info.sample_rate * self.info.channels if declared_s else None
+        if expected is not None and expected > max_work:
+            self._container.close()
+            raise AudioLimitError(policy.work_problem(size_bytes, max_work, expected))
         # MP4 states each track's exact length (edit list) but FFmpeg still decodes the
         # encoder's padding after it; other containers' durations may be estimates.
         exact = "mp4" in self.info.container and self._stream.duration and self._stream.time_base
@@ -113,6 +129,9 @@ class AudioDecoder:
             for frame in decoded:
                 if rate is None:
                     rate, channels = frame.sample_rate, frame.layout.nb_channels
+                    shape = policy.format_problem(sample_rate_hz=rate, channels=channels)
+                    if shape:
+                        raise (AudioLimitError if channels > policy.MAX_CHANNELS else AudioInputError)(shape)
                     max_samples = self.max_duration_s * rate
                 elif frame.sample_rate != rate or frame.layout.nb_channels != channels:
                     raise AudioInputError(
@@ -130,6 +149,8 @@ class AudioDecoder:
                 self.stats.samples += frame.samples
                 if self.stats.samples > max_samples:
                     raise AudioLimitError(policy.too_long_problem(self.max_duration_s))
+                if self.stats.samples * (channels or 1) > self.max_work:
+                    raise AudioLimitError(policy.work_problem(self._size_bytes, self.max_work))
                 yield frame
             if tick is not None:
                 tick()

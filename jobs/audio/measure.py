@@ -39,11 +39,20 @@ class Measurement:
         return self.stats.samples / self.sample_rate if self.sample_rate else 0.0
 
 
-def measure(file: Any, *, shape: ShapeRule, max_duration_s: float, tick: Tick | None = None) -> Measurement:
+def measure(
+    file: Any,
+    *,
+    shape: ShapeRule,
+    max_duration_s: float,
+    tick: Tick | None = None,
+    max_work: float = math.inf,
+    size_bytes: int = 0,
+) -> Measurement:
+    """Decode the whole source once; ``max_work`` bounds the samples x channels it may cost."""
     loudness = -math.inf
     peak = 0.0
     rate, output_rate, output_channels = 0, 0, 0
-    with AudioDecoder(file, max_duration_s=max_duration_s) as decoder:
+    with AudioDecoder(file, max_duration_s=max_duration_s, max_work=max_work, size_bytes=size_bytes) as decoder:
         chain: FilterChain | None = None
 
         def take(frames: list[av.AudioFrame]) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import av.error
 import structlog
 
 from jobs.audio import policy
@@ -21,6 +22,7 @@ from jobs.audio.measure import Measurement, measure
 from jobs.audio.reader import SourceChangedError, StorageReader
 from jobs.audio.render import RenderSpec, render
 from jobs.storage import ObjectStore
+from railyard.errors import RailyardError
 
 log = structlog.get_logger()
 
@@ -37,13 +39,41 @@ class Normalised:
 def normalise(
     store: ObjectStore, key: str, size: int, audio: AudioSettings, out_path: Path, tick: Tick | None = None
 ) -> Normalised:
-    """Normalise the object ``key`` (``size`` bytes) into ``out_path``."""
+    """Normalise the object ``key`` (``size`` bytes) into ``out_path``.
+
+    Whatever FFmpeg's decoders and filter graphs refuse ends as AudioInputError with a
+    sentence for the uploader: the file is at fault, not the job.
+    """
+    try:
+        return _normalise(store, key, size, audio, out_path, tick)
+    except RailyardError:
+        raise
+    except (av.error.FFmpegError, MemoryError, ValueError, OverflowError, ArithmeticError) as exc:
+        # e.g. a MemoryError configuring a filter graph for an absurd header, an invalid argument
+        raise AudioInputError(policy.undecodable_problem(_reason(exc))) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _normalise(
+    store: ObjectStore, key: str, size: int, audio: AudioSettings, out_path: Path, tick: Tick | None
+) -> Normalised:
 
     def shape(rate: int, channels: int) -> tuple[int, int]:
         return policy.output_sample_rate(rate, audio.output_format), policy.output_channels(channels, audio.mono)
 
     with StorageReader(store, key, size) as reader:
-        measured = measure(reader, shape=shape, max_duration_s=audio.max_duration_s, tick=tick)
+        measured = measure(
+            reader,
+            shape=shape,
+            max_duration_s=audio.max_duration_s,
+            tick=tick,
+            max_work=policy.decode_budget(size, audio.max_duration_s),
+            size_bytes=size,
+        )
         sha256 = reader.sha256()
     check_content(measured)
     log.info(

@@ -123,6 +123,52 @@ def limit_problem(
     return None
 
 
+# What a decoder is asked to believe. Past these, a header is lying or the file is not something a
+# listener can be given (FFmpeg itself fails on them, some with MemoryError).
+MAX_SAMPLE_RATE_HZ = 384_000
+MAX_CHANNELS = 8  # 7.1 surround
+# Decoded work (samples x channels) a source may cost: a compressed file expands by at most this per
+# stored byte (Opus at 6 kbit/s, the most compact real speech, expands ~64x), with a floor for small files.
+MAX_DECODED_PER_BYTE = 128
+MIN_DECODED_BUDGET = 10 * 60 * 48_000 * 2  # ten minutes of 48 kHz stereo
+
+
+def format_problem(*, sample_rate_hz: int, channels: int) -> str | None:
+    """Why a stream's declared shape cannot be processed (a sentence for the row), or None."""
+    if not 0 < sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
+        return (
+            f"the file claims a sample rate of {sample_rate_hz} Hz, which no real audio has (at most "
+            f"{MAX_SAMPLE_RATE_HZ} Hz); the file is damaged or not audio: export it again, e.g. at 44.1 or 48 kHz"
+        )
+    if not 0 < channels <= MAX_CHANNELS:
+        return f"the audio has {channels} channels; at most {MAX_CHANNELS} are supported: export it as mono or stereo"
+    return None
+
+
+def decode_budget(size_bytes: int, max_duration_s: float) -> float:
+    """How many samples x channels decoding a source of ``size_bytes`` may cost before it is refused."""
+    longest = max_duration_s * MAX_SAMPLE_RATE_HZ * 2
+    return min(longest, max(MIN_DECODED_BUDGET, size_bytes * MAX_DECODED_PER_BYTE))
+
+
+def work_problem(size_bytes: int, budget: float, expected: float | None = None) -> str:
+    """The sentence for a source that expands to more decoded audio than its size can justify."""
+    amount = f" to {expected / 1e9:.1f} billion samples" if expected else ""
+    return (
+        f"the {_size(size_bytes)} file expands{amount}, more than {budget / 1e9:.2f} billion samples (all channels) "
+        "that a file of its size may cost to decode (an unusually high sample rate, or long stretches of digital "
+        "silence); export it at 44.1 or 48 kHz, or split it into shorter tracks"
+    )
+
+
+def undecodable_problem(reason: str) -> str:
+    """The sentence for a file FFmpeg refused part-way (decoder or filter graph)."""
+    return (
+        f"the audio could not be decoded and processed ({reason}); the file is damaged or in an unusual format: "
+        "export it again as MP3, M4A, WAV or FLAC"
+    )
+
+
 def too_long_problem(max_duration_s: float, duration_s: float | None = None) -> str:
     """The sentence for audio over the duration limit (its full length is not always known)."""
     limit = _duration(max_duration_s)

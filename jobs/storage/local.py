@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from jobs.storage.base import (
@@ -132,7 +133,9 @@ class LocalStore(ObjectStore):
     def head(self, key: str) -> ObjectInfo | None:
         try:
             stat = self.path(key).stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not S_ISREG(stat.st_mode):  # a directory (a "prefix" in S3 terms) or a FIFO is not an object
             return None
         return ObjectInfo(key=key, size=stat.st_size, modified=datetime.fromtimestamp(stat.st_mtime, UTC))
 

@@ -38,11 +38,20 @@ class RailyardGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # usage errors and exits: click prints them its own way
         except (RailyardError, psycopg.Error, redis.RedisError, OSError) as exc:
             if ctx.params.get("debug"):
                 traceback.print_exc()
             click.echo(f"error: {_scrub(_one_line(exc), ctx)}", err=True)
             ctx.exit(_exit_code(exc))
+        except Exception as exc:
+            # A defect, not the user's doing: still one line (the traceback with --debug), never a raw dump.
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            detail = _scrub(_one_line(exc), ctx)
+            click.echo(f"error: internal error ({detail}); run again with --debug for the traceback", err=True)
+            ctx.exit(EXIT_ERROR)
 
 
 def _exit_code(exc: BaseException) -> int:

@@ -86,6 +86,35 @@ def test_cli_reports_a_failed_file_and_an_unknown_id(audio_env: dict[str, str]) 
     assert "Traceback" not in unknown.stderr
 
 
+HOSTILE = {"tag": 1, "channels": 2, "rate": 44100, "byte_rate": 176400, "align": 4, "bits": 16, "riff": 0, "data": 8000}
+
+
+@pytest.mark.parametrize(
+    ("fields", "source_key", "said"),
+    [
+        ({"rate": 2**31 - 1}, "uploads/absurd-rate.wav", "failed: the file claims a sample rate of 2147483647 Hz"),
+        ({"channels": 64}, "uploads/64ch.wav", "rejected: the audio has 64 channels; at most 8 are supported"),
+        (None, "uploads", "failed: the source 'uploads' is not in "),
+    ],
+)
+def test_cli_hostile_inputs_end_with_a_sentence_and_no_traceback(
+    audio_env: dict[str, str], fields: dict[str, int] | None, source_key: str, said: str
+) -> None:
+    """The cases that used to print a raw traceback: a header FFmpeg chokes on, a key naming a directory."""
+    if fields is None:
+        LocalStore(audio_env["AUDIO_STORAGE_URL"]).put_bytes("uploads/other.wav", b"x")
+        with psycopg.connect(audio_env["DATABASE_URL"], autocommit=True) as conn:
+            found = conn.execute("INSERT INTO audio_files (source_key) VALUES (%s) RETURNING id::text", [source_key])
+            file_id = str(found.fetchone()[0])  # type: ignore[index]
+    else:
+        file_id = add_file(audio_env, source_key, sig.wav_with_header(**{**HOSTILE, **fields}))
+    done = railyard(audio_env, "audio", "process", file_id)
+    assert 1 == done.returncode
+    assert f"error: audio file {file_id} {said}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert said.split(":")[0] == row(audio_env, file_id)["status"]
+
+
 def test_cli_enqueue_applies_the_registry_policy(audio_env: dict[str, str], redis_conn: redis.Redis) -> None:
     file_id = add_file(audio_env, "uploads/story.wav", speech_wav(1))
     done = railyard(audio_env, "audio", "enqueue", file_id)

@@ -210,6 +210,11 @@ def video_without_audio() -> bytes:
     return buffer.getvalue()
 
 
+def hostile_wav(**fields: int) -> bytes:
+    base = {"tag": 1, "channels": 2, "rate": 44100, "byte_rate": 176400, "align": 4, "bits": 16, "riff": 0}
+    return sig.wav_with_header(**{**base, "data": 8000, **fields})
+
+
 BAD_INPUTS = [
     ("empty.mp3", lambda: b"", {}, "failed", "the file is empty (0 bytes)"),
     ("story.mp3", text_as_mp3, {}, "failed", "the file is not audio that FFmpeg can read"),
@@ -232,6 +237,9 @@ BAD_INPUTS = [
         "rejected",
         "the audio is 0:04 long, over the 0:02 limit (AUDIO_MAX_DURATION_S)",
     ),
+    # Headers FFmpeg used to fail on with MemoryError / an invalid argument: an "internal error" and an alert.
+    ("absurd-rate.wav", lambda: hostile_wav(rate=2**31 - 1), {}, "failed", "the file claims a sample rate of"),
+    ("64-channels.wav", lambda: hostile_wav(channels=64), {}, "rejected", "the audio has 64 channels; at most 8"),
     (
         "big.wav",
         lambda: sig.encode(sig.at_level(sig.tone(8000, 1), -20), 8000, "wav"),
@@ -255,6 +263,13 @@ def test_bad_input_is_recorded_not_retried(
     assert row["error"].startswith(message), row["error"]
     assert row["output_key"] is None
     assert list(env.store.list(env.location.key("processed"))) == []
+
+
+def test_a_source_key_naming_a_directory_fails_with_a_sentence(env: Env) -> None:
+    env.upload("uploads/folder/inside.mp3", b"x")
+    file_id = env.insert("uploads/folder")
+    assert "failed" == env.process(file_id)["outcome"]
+    assert env.row(file_id)["error"].startswith("the source 'uploads/folder' is not in ")
 
 
 def test_missing_source_object(env: Env) -> None:
