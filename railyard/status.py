@@ -143,6 +143,7 @@ def queue_status(connection: redis.Redis, name: str, now: datetime, *, serialize
         "oldest_waiting_s": _age_s(oldest.enqueued_at, now) if oldest else None,
         "started": queue.started_job_registry.count,
         "scheduled": queue.scheduled_job_registry.count,
+        "failed": queue.failed_job_registry.count,
     }
 
 

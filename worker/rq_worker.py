@@ -41,6 +41,7 @@ from rq.worker import Worker
 
 from jobs import registry
 from jobs.job_arguments import JobArgumentError
+from railyard import metrics
 from railyard import serializer as job_serializer
 from railyard.alerts import Alert, send_alert
 from railyard.errors import ConfigError
@@ -108,6 +109,9 @@ class RailyardWorker(Worker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         """Once registered with Redis, wait out later Redis restarts rather than exit mid-job."""
         super().bootstrap(*args, **kwargs)
+        if self.tuning.metrics_port:
+            metrics.serve(self.settings, self.tuning.metrics_port)
+            log.info("metrics_serving", port=self.tuning.metrics_port, path="/metrics")
         keep_reconnecting(self.connection, self.settings.redis_reconnect_timeout_s)
         problem = draining_problem(os.environ, registry.LONGEST_TIMEOUT_S)
         if problem:

@@ -3,6 +3,7 @@
 ``WORKER_HEARTBEAT_GRACE_S``: how long after its last heartbeat a running job counts as
 abandoned (its worker was killed) and is retried or failed by the next registry cleanup.
 ``WORKER_RESCUE_INTERVAL_S``: how often each worker looks for such jobs (worker/rescue.py).
+``METRICS_PORT``: serve Prometheus metrics on this port (railyard.metrics); unset: none.
 ``RAILYARD_RETRY_BACKOFF_SCALE``: multiplies every retry backoff in the registry (for
 test and staging environments where minutes of backoff are too slow; 1 in production).
 """
@@ -28,6 +29,7 @@ class WorkerTuning:
     heartbeat_grace_s: int = DEFAULT_HEARTBEAT_GRACE_S
     retry_backoff_scale: float = 1.0
     rescue_interval_s: int = DEFAULT_RESCUE_INTERVAL_S
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerTuning:
@@ -45,6 +47,7 @@ class WorkerTuning:
                     f"WORKER_HEARTBEAT_GRACE_S={raw[:20]!r} is not a whole number of seconds from 1 to 3600"
                 )
         rescue = whole_number(env, "WORKER_RESCUE_INTERVAL_S", DEFAULT_RESCUE_INTERVAL_S, 1, 300, problems)
+        port = whole_number(env, "METRICS_PORT", 0, 0, 65535, problems) or None
         scale = 1.0
         raw = env.get("RAILYARD_RETRY_BACKOFF_SCALE", "").strip()
         if raw:
@@ -59,4 +62,4 @@ class WorkerTuning:
                 )
         if problems:
             raise ConfigError(problems)
-        return cls(heartbeat_grace_s=grace, retry_backoff_scale=scale, rescue_interval_s=rescue)
+        return cls(heartbeat_grace_s=grace, retry_backoff_scale=scale, rescue_interval_s=rescue, metrics_port=port)

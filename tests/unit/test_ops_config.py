@@ -49,6 +49,8 @@ def test_alert_config_reports_every_problem_without_echoing_urls() -> None:
         ({}, WorkerTuning(60, 1.0, 15)),
         ({"WORKER_HEARTBEAT_GRACE_S": "5", "RAILYARD_RETRY_BACKOFF_SCALE": "0.01"}, WorkerTuning(5, 0.01)),
         ({"WORKER_RESCUE_INTERVAL_S": "5"}, WorkerTuning(60, 1.0, 5)),
+        ({"METRICS_PORT": "9108"}, WorkerTuning(metrics_port=9108)),
+        ({"METRICS_PORT": "0"}, WorkerTuning(metrics_port=None)),
     ],
 )
 def test_worker_tuning(env: dict[str, str], expected: WorkerTuning) -> None:
@@ -65,6 +67,7 @@ def test_worker_tuning(env: dict[str, str], expected: WorkerTuning) -> None:
         ({"RAILYARD_RETRY_BACKOFF_SCALE": "11"}, "RAILYARD_RETRY_BACKOFF_SCALE='11' is not a number above 0"),
         ({"WORKER_RESCUE_INTERVAL_S": "0"}, "WORKER_RESCUE_INTERVAL_S=0 is out of range"),
         ({"WORKER_RESCUE_INTERVAL_S": "soon"}, "WORKER_RESCUE_INTERVAL_S='soon' is not a whole number"),
+        ({"METRICS_PORT": "70000"}, "METRICS_PORT=70000 is out of range"),
     ],
 )
 def test_worker_tuning_errors(env: dict[str, str], problem: str) -> None:
