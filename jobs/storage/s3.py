@@ -39,6 +39,7 @@ from railyard.errors import (
     RailyardError,
     StorageError,
 )
+from railyard.settings import redact_url
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -272,7 +273,8 @@ class S3Store(ObjectStore):
             raise StorageError(f"S3 request {operation} to {self._endpoint()} failed: {exc}") from exc
 
     def _endpoint(self) -> str:
-        return str(self.client.meta.endpoint_url)
+        """The endpoint for messages: any user and password embedded in it shown as ``***``."""
+        return redact_url(str(self.client.meta.endpoint_url), userinfo=True)
 
     def _client_error(self, exc: ClientError, key: str | None) -> RailyardError:
         error = exc.response.get("Error", {})
