@@ -52,3 +52,9 @@ class LockBusyError(RetryableError):
 
 class ObjectExistsError(PermanentError):
     """A write that may only create an object found one already at its key; nothing was overwritten."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line for logs and the CLI: Railyard's own sentence, or ``Type: message`` for others."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, RailyardError) else f"{type(exc).__name__}: {text}"

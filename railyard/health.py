@@ -18,7 +18,7 @@ from jobs.databases import configured_databases, resolve_target
 from jobs.pgtools import PgTool, find_tool, server_major
 from jobs.storage import open_store
 from railyard.conninfo import Conninfo
-from railyard.errors import RailyardError
+from railyard.errors import RailyardError, one_line
 from railyard.redact import redactor
 from railyard.settings import Settings, redact_url
 
@@ -70,7 +70,7 @@ def check_client_tools(settings: Settings) -> list[CheckResult]:
     try:
         names = configured_databases(settings)
     except RailyardError as exc:
-        return [CheckResult("pg_tools", False, _first_line(exc))]
+        return [CheckResult("pg_tools", False, one_line(exc))]
     return [_client_tools_for(settings, name) for name in names]
 
 
@@ -84,7 +84,7 @@ def _client_tools_for(settings: Settings, name: str) -> CheckResult:
         tools = {tool: find_tool(tool, major, ssl_mode=target.ssl_mode) for tool in ("pg_dump", "pg_restore")}
     except (RailyardError, psycopg.Error, OSError) as exc:
         server = f"PostgreSQL {facts['server_version']}, " if "server_version" in facts else ""
-        return CheckResult("pg_tools", False, f"{name}: {server}{_first_line(exc)}", facts)
+        return CheckResult("pg_tools", False, f"{name}: {server}{one_line(exc)}", facts)
     facts.update({tool: _tool_json(found) for tool, found in tools.items()})
     listed = ", ".join(f"{tool} {found.version} ({found.path})" for tool, found in tools.items())
     return CheckResult("pg_tools", True, f"{name}: PostgreSQL {version}, {listed}", facts)
@@ -100,12 +100,7 @@ def run_checks(settings: Settings) -> list[CheckResult]:
         try:
             results.append(CheckResult(name, True, check(settings)))
         except (RailyardError, redis.RedisError, psycopg.Error, OSError) as exc:
-            results.append(CheckResult(name, False, _first_line(exc)))
+            results.append(CheckResult(name, False, one_line(exc)))
     redact = redactor(extra=settings.secrets)
     results += check_client_tools(settings)
     return [CheckResult(r.name, r.ok, redact(r.detail), redact.value(r.facts)) for r in results]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if not isinstance(exc, RailyardError) else text

@@ -16,7 +16,7 @@ from redis import Redis
 
 from jobs.catalog import newest_usable
 from jobs.storage import ObjectStore, StorageLocation
-from railyard.errors import RailyardError
+from railyard.errors import RailyardError, one_line
 from railyard.serializer import SerializerName
 from scheduler import trigger
 from scheduler.cron import period_around
@@ -82,12 +82,7 @@ def catch_up(
         except Exception as exc:
             # Next catch-up pass tries again; the cron runs fire regardless.
             log.error(
-                "catch_up_failed", entry=entry.id, error=_first_line(exc), exc_info=not isinstance(exc, RailyardError)
+                "catch_up_failed", entry=entry.id, error=one_line(exc), exc_info=not isinstance(exc, RailyardError)
             )
     log.info("catch_up_checked", databases=checked, enqueued=sum(f.enqueued for f in fired))
     return fired
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, RailyardError) else f"{type(exc).__name__}: {text}"

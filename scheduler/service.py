@@ -34,7 +34,7 @@ from rq_scheduler import Scheduler
 
 from jobs.storage import StorageLocation, open_store
 from railyard import serializer as job_serializer
-from railyard.errors import LockBusyError, RailyardError
+from railyard.errors import LockBusyError, RailyardError, one_line
 from railyard.settings import Settings
 from scheduler import catch_up, registration, trigger
 from scheduler.config import ScheduleConfig
@@ -113,11 +113,11 @@ class RailyardScheduler(Scheduler):
             )
         except Exception as exc:
             if _is_transient(exc):
-                log.warning("schedule_fire_retrying", entry=entry.id, error=_first_line(exc))
+                log.warning("schedule_fire_retrying", entry=entry.id, error=one_line(exc))
                 return  # still due: the next pass tries again
             # Another try cannot help: skip to the next run rather than fail every pass.
             traceback = not isinstance(exc, RailyardError)
-            log.error("schedule_fire_failed", entry=entry.id, error=_first_line(exc), exc_info=traceback)
+            log.error("schedule_fire_failed", entry=entry.id, error=one_line(exc), exc_info=traceback)
         registration.reschedule(self.connection, job.id, next_run(entry.cron, entry.timezone, now))
 
     def _move_unreadable(self, job: Job) -> None:
@@ -215,7 +215,7 @@ class RailyardScheduler(Scheduler):
                         next_catch_up = started + self.config.catch_up_interval_s
                         self.catch_up()
                 except redis.RedisError as exc:
-                    log.warning("scheduler_redis_unavailable", error=_first_line(exc))
+                    log.warning("scheduler_redis_unavailable", error=one_line(exc))
                 if burst:
                     break
                 self.stop_requested.wait(max(0.0, self.config.interval_s - (time.monotonic() - started)))
@@ -224,7 +224,7 @@ class RailyardScheduler(Scheduler):
             try:
                 self.register_death()
             except redis.RedisError as exc:
-                log.warning("scheduler_death_not_registered", error=_first_line(exc))
+                log.warning("scheduler_death_not_registered", error=one_line(exc))
             log.info("scheduler_stopped", name=self.name)
 
     def _install_signal_handlers(self) -> None:
@@ -241,8 +241,3 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, RailyardError):
         return exc.retryable
     return isinstance(exc, (redis.RedisError, OSError))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, RailyardError) else f"{type(exc).__name__}: {text}"

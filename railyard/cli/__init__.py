@@ -20,7 +20,7 @@ import redis
 
 from railyard import __version__
 from railyard.cli.context import CliContext
-from railyard.errors import ConfigError, RailyardError, RetryableError
+from railyard.errors import ConfigError, RailyardError, RetryableError, one_line
 from railyard.redact import Redactor
 
 EXIT_ERROR = 1
@@ -61,10 +61,7 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, ConfigError):
-        return str(exc)
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, RailyardError) else f"{type(exc).__name__}: {text}"
+    return str(exc) if isinstance(exc, ConfigError) else one_line(exc)  # a ConfigError lists its problems
 
 
 def _scrub(text: str, ctx: click.Context) -> str:
