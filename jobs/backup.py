@@ -32,7 +32,7 @@ from jobs.encryption import EncryptionConfig, Encryptor
 from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
 from jobs.rowcounts import estimate_rows
 from jobs.series import BACKUP_LOCK_KEY, Source, resolve_source, server_database, url_source
-from jobs.storage import StorageLocation, Upload, choose_part_size, open_store
+from jobs.storage import StorageLocation, Upload, choose_part_size, object_lock_from_env, open_store
 from railyard import __version__, alerts
 from railyard.conninfo import password_forms
 from railyard.errors import LockBusyError, ObjectExistsError, PermanentError, RailyardError, RetryableError
@@ -83,7 +83,7 @@ def backup_database(
         source = url_source(database_url) if database_url else resolve_source(settings, None)
     target = source.target
     location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style)
+    store = open_store(location, addressing_style=settings.s3_addressing_style, lock=object_lock_from_env())
     store.check()  # a missing bucket or read-only directory fails before pg_dump starts
 
     with target.connect(autocommit=True) as conn:
@@ -365,7 +365,7 @@ def backup_globals(
     Returns the stored key, or None with a warning when the user may not read them.
     """
     location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style)
+    store = open_store(location, addressing_style=settings.s3_addressing_style, lock=object_lock_from_env())
     with server.connect(autocommit=True) as conn:
         major, _ = server_major(conn)
     tool = find_tool("pg_dumpall", major, ssl_mode=server.ssl_mode)

@@ -73,6 +73,8 @@ class PruneReport:
     stale_globals: list[ObjectInfo] = field(default_factory=list)  # no kept backup is older than the next one
     problems: list[CatalogProblem] = field(default_factory=list)  # manifests not used: never acted on
     uploads_left: list[tuple[IncompleteUpload, str]] = field(default_factory=list)  # (upload, why it stays)
+    # Objects the plan would delete that object lock still protects: key -> retention date.
+    locked: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def unreadable(self) -> list[str]:
@@ -99,6 +101,8 @@ class PruneReport:
             }
             if d.keep:
                 entry["reasons"] = list(d.reasons)
+            if d.backup.key in self.locked:
+                entry["locked_until"] = self.locked[d.backup.key].isoformat()
             return entry
 
         return {
@@ -123,6 +127,7 @@ class PruneReport:
             "globals_delete": [
                 {"key": g.key, "size": g.size, "modified": g.modified.isoformat()} for g in self.stale_globals
             ],
+            "locked": [{"key": key, "locked_until": until.isoformat()} for key, until in self.locked.items()],
         }
 
 
@@ -150,9 +155,9 @@ def prune(
     report.problems = catalog.problems
     records = [_record(m, location) for m in catalog.backups]
     records = _mark_newest_verified(store, records, listing)
-    report.decisions = plan_retention(records, policy, now)
-    report.orphans = _orphans(location, listing, now)
-    report.stale_globals = _stale_globals(prefix, listing, report.kept)
+    report.decisions = _spare_locked(store, plan_retention(records, policy, now), listing, now, report.locked)
+    report.orphans = _unlocked(store, _orphans(location, listing, now), now, report.locked)
+    report.stale_globals = _unlocked(store, _stale_globals(prefix, listing, report.kept), now, report.locked)
     stale_uploads = []
     for upload in store.list_incomplete_uploads(prefix):
         if parse_backup_key(location, upload.key) is None:
@@ -172,6 +177,7 @@ def prune(
         incomplete_uploads=len(stale_uploads),
         stale_globals=len(report.stale_globals),
         not_used=len(report.problems),
+        locked=len(report.locked),
         dry_run=dry_run,
     )
     if dry_run:
@@ -191,6 +197,52 @@ def prune(
         log.info("globals_deleted", key=stale.key)
     log.info("prune_finished", environment=environment, deleted=len(report.deleted), orphans=len(report.orphans))
     return report
+
+
+def _locked_until(store: ObjectStore, keys: list[str], now: datetime) -> datetime | None:
+    """The latest retention date among ``keys`` still in the future, or None when none is locked."""
+    dates = [until for key in keys if (until := store.locked_until(key)) is not None and until > now]
+    return max(dates, default=None)
+
+
+def _spare_locked(
+    store: ObjectStore,
+    decisions: list[Decision],
+    listing: dict[str, ObjectInfo],
+    now: datetime,
+    locked: dict[str, datetime],
+) -> list[Decision]:
+    """The plan, with every backup it deletes whose objects are still locked kept instead.
+
+    Prune never asks to delete a locked object; a later run deletes the backup once the
+    lock has expired, if the policy still says so.
+    """
+    spared = []
+    for decision in decisions:
+        if not decision.keep:
+            key = decision.backup.key
+            keys = [key + MANIFEST_SUFFIX, key, *([key + VERIFIED_SUFFIX] if key + VERIFIED_SUFFIX in listing else [])]
+            until = _locked_until(store, keys, now)
+            if until is not None:
+                locked[key] = until
+                decision = replace(decision, reasons=(f"locked until {until.isoformat()}",))
+                log.info("backup_kept_locked", id=decision.backup.id, key=key, locked_until=until.isoformat())
+        spared.append(decision)
+    return spared
+
+
+def _unlocked(
+    store: ObjectStore, found: list[ObjectInfo], now: datetime, locked: dict[str, datetime]
+) -> list[ObjectInfo]:
+    """The objects of ``found`` no lock protects; the others are recorded in ``locked``."""
+    free = []
+    for info in found:
+        until = _locked_until(store, [info.key], now)
+        if until is None:
+            free.append(info)
+        else:
+            locked[info.key] = until
+    return free
 
 
 def _record(manifest: Manifest, location: StorageLocation) -> BackupRecord:

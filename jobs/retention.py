@@ -18,7 +18,7 @@ from jobs.prune import PruneReport, prune
 from jobs.purge_config import config_from_env
 from jobs.retention_config import backup_policy_from_env
 from jobs.series import lock_probe
-from jobs.storage import StorageLocation, open_store
+from jobs.storage import StorageLocation, object_lock_from_env, open_store
 from railyard.errors import RetryableError
 from railyard.settings import Settings, redact_url
 
@@ -48,7 +48,7 @@ def run_prune(
 ) -> PruneReport:
     policy = backup_policy_from_env(environ)
     location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style)
+    store = open_store(location, addressing_style=settings.s3_addressing_style, lock=object_lock_from_env())
     return prune(
         store,
         location,

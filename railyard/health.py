@@ -16,7 +16,7 @@ import redis
 
 from jobs.databases import configured_databases, resolve_target
 from jobs.pgtools import PgTool, find_tool, server_major
-from jobs.storage import open_store
+from jobs.storage import object_lock_from_env, open_store
 from railyard.conninfo import Conninfo
 from railyard.errors import RailyardError, one_line
 from railyard.redact import redactor
@@ -55,7 +55,9 @@ def check_postgres(settings: Settings) -> str:
 
 
 def check_storage(settings: Settings) -> str:
-    return open_store(settings.backup_storage_url, addressing_style=settings.s3_addressing_style).check()
+    """Reachable and writable; with S3_OBJECT_LOCK, a bucket that has object lock enabled."""
+    lock = object_lock_from_env()
+    return open_store(settings.backup_storage_url, addressing_style=settings.s3_addressing_style, lock=lock).check()
 
 
 CHECKS: tuple[tuple[str, Callable[[Settings], str]], ...] = (

@@ -25,6 +25,7 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
     from jobs.migration_config import MigrationConfig
     from jobs.purge_config import CONFIG_VARIABLE, config_from_env
     from jobs.retention_config import backup_policy_from_env
+    from jobs.storage.lock import object_lock_from_env
     from railyard.alert_config import AlertConfig
     from railyard.settings import Settings
     from scheduler.config import ScheduleConfig
@@ -54,6 +55,7 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
         ("databases", named_database_urls),
         ("connection strings", connection_strings),
         ("audio", AudioSettings.from_env),
+        ("object lock", object_lock_from_env),
     ]
 
 

@@ -142,6 +142,16 @@ def bucket(s3_env: dict[str, str]) -> str:
     return name
 
 
+@pytest.fixture
+def locked_bucket(s3_env: dict[str, str]) -> str:
+    """A new bucket created with object lock enabled (and so versioned), on moto."""
+    from jobs.storage.s3 import make_client
+
+    name = f"ry-lock-{uuid.uuid4().hex[:12]}"
+    make_client("path").create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    return name
+
+
 SENTINEL_PASSWORD = "Sentinel-pw-7Q3xZ"  # recognisable, so a leak anywhere can be searched for
 # The private cluster's password: the sentinel plus every character a URL must percent-encode.
 PG_PASSWORD = SENTINEL_PASSWORD + " @:/%#?&=+ end"

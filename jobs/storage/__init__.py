@@ -13,15 +13,18 @@ from jobs.storage.base import (
     choose_part_size,
 )
 from jobs.storage.location import StorageLocation, open_store
+from jobs.storage.lock import ObjectLock, object_lock_from_env
 
 __all__ = [
     "MAX_PARTS",
     "MIN_PART_SIZE",
     "IncompleteUpload",
     "ObjectInfo",
+    "ObjectLock",
     "ObjectStore",
     "StorageLocation",
     "Upload",
     "choose_part_size",
+    "object_lock_from_env",
     "open_store",
 ]

@@ -157,6 +157,10 @@ class ObjectStore(abc.ABC):
     def abort_incomplete_upload(self, upload: IncompleteUpload) -> None:
         """Discard one incomplete upload."""
 
+    def locked_until(self, key: str) -> datetime | None:
+        """Until when object lock forbids deleting ``key`` (any version), or None when it does not."""
+        return None
+
     def get_bytes(self, key: str) -> bytes:
         """Read a small object whole."""
         return b"".join(self.iter_get(key))

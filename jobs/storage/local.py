@@ -84,8 +84,11 @@ class LocalUpload(Upload):
 
 
 class LocalStore(ObjectStore):
-    def __init__(self, root: str | os.PathLike[str]):
+    """A directory. ``lock_requested``: S3_OBJECT_LOCK is set, which a directory cannot honour."""
+
+    def __init__(self, root: str | os.PathLike[str], *, lock_requested: bool = False):
         self.root = Path(root).expanduser().resolve()
+        self.lock_requested = lock_requested
 
     def path(self, key: str) -> Path:
         if not key or key.startswith("/") or ".." in Path(key).parts:
@@ -96,6 +99,11 @@ class LocalStore(ObjectStore):
         return str(self.root / key) if key else str(self.root)
 
     def check(self) -> str:
+        if self.lock_requested:
+            raise PermanentError(
+                f"S3_OBJECT_LOCK is set but backups go to the local directory {self.root}, which cannot lock "
+                "objects; set BACKUP_STORAGE_URL to an s3:// bucket with object lock enabled, or unset S3_OBJECT_LOCK"
+            )
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".railyard-check{PARTIAL_MARK}{uuid.uuid4().hex}"

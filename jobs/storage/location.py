@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from jobs.storage.base import ObjectStore
+from jobs.storage.lock import ObjectLock
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,20 @@ class StorageLocation:
         return self.container
 
 
-def open_store(location: StorageLocation | str, *, addressing_style: str = "auto") -> ObjectStore:
-    """The backend for ``location``; S3 settings come from boto3's environment variables."""
+def open_store(
+    location: StorageLocation | str, *, addressing_style: str = "auto", lock: ObjectLock | None = None
+) -> ObjectStore:
+    """The backend for ``location``; S3 settings come from boto3's environment variables.
+
+    With ``lock`` (S3_OBJECT_LOCK, for the backup store) every object is written locked, and
+    the store's check fails where the lock cannot be honoured.
+    """
     if isinstance(location, str):
         location = StorageLocation.parse(location)
     if location.scheme == "s3":
         from jobs.storage.s3 import S3Store
 
-        return S3Store(location.container, addressing_style=addressing_style, prefix=location.prefix)
+        return S3Store(location.container, addressing_style=addressing_style, prefix=location.prefix, lock=lock)
     from jobs.storage.local import LocalStore
 
-    return LocalStore(location.container)
+    return LocalStore(location.container, lock_requested=lock is not None)

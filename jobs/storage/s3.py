@@ -8,14 +8,16 @@ uploaded concurrently, so memory is bounded by part_size x (concurrency + 1).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import os
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import structlog
@@ -31,6 +33,7 @@ from jobs.storage.base import (
     ObjectStore,
     Upload,
 )
+from jobs.storage.lock import ObjectLock, object_lock_from_env
 from railyard.errors import (
     ConfigError,
     NotFoundError,
@@ -49,6 +52,8 @@ log = structlog.get_logger()
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 120
 DEFAULT_MAX_ATTEMPTS = 5  # botocore's standard retry mode, per request, with backoff; AWS_MAX_ATTEMPTS overrides
+# Error codes for "this bucket has no object lock configuration" (AWS, moto, MinIO).
+NO_LOCK_CODES = ("ObjectLockConfigurationNotFoundError", "ObjectLockConfigurationNotFound", "InvalidRequest")
 
 
 SSE_MODES = ("AES256", "aws:kms")
@@ -115,6 +120,7 @@ class S3Upload(Upload):
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-part")
         self._error: BaseException | None = None
         self._if_absent = if_absent
+        self._retention = store.retention()
 
     def write(self, data: bytes) -> None:
         self._raise_part_error()
@@ -134,7 +140,11 @@ class S3Upload(Upload):
         self._buffer, self._buffered = [], 0
         if self._upload_id is None:
             response = self._store.call(
-                "create_multipart_upload", Bucket=self._store.bucket, Key=self.key, **self._store.put_options
+                "create_multipart_upload",
+                Bucket=self._store.bucket,
+                Key=self.key,
+                **self._retention,
+                **self._store.put_options,
             )
             self._upload_id = response["UploadId"]
         number = len(self._futures) + 1
@@ -155,6 +165,7 @@ class S3Upload(Upload):
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=body,
+                **self._store.body_checksum(body),
             )
             self._parts[number] = response["ETag"]
         except BaseException as exc:
@@ -174,7 +185,14 @@ class S3Upload(Upload):
             # One PUT; after a collision the bytes are still here, so retarget() can move them.
             body = b"".join(self._buffer)
             self._store.call(
-                "put_object", Bucket=self._store.bucket, Key=self.key, Body=body, **condition, **self._store.put_options
+                "put_object",
+                Bucket=self._store.bucket,
+                Key=self.key,
+                Body=body,
+                **condition,
+                **self._retention,
+                **self._store.body_checksum(body),
+                **self._store.put_options,
             )
             self._buffer = []
             self._pool.shutdown(wait=True)
@@ -194,6 +212,7 @@ class S3Upload(Upload):
                 MultipartUpload={"Parts": parts},
                 **condition,
             )
+            self._store.settle_retention(self.key, self._retention)
         except BaseException:
             self._abort()
             raise
@@ -224,16 +243,62 @@ PROBE_NAME = ".railyard-write-probe-"
 
 
 class S3Store(ObjectStore):
-    """``prefix`` is where the conditional-write probe may write (the storage location's prefix)."""
+    """An S3 bucket.
+
+    ``prefix`` is where the conditional-write probe may write (the storage location's prefix).
+    With ``lock`` (S3_OBJECT_LOCK) every object is written with a retention date.
+    """
 
     def __init__(
-        self, bucket: str, *, addressing_style: str = "auto", client: S3Client | None = None, prefix: str = ""
+        self,
+        bucket: str,
+        *,
+        addressing_style: str = "auto",
+        client: S3Client | None = None,
+        prefix: str = "",
+        lock: ObjectLock | Literal["env"] | None = None,
     ):
         self.bucket = bucket
         self.client = client or make_client(addressing_style)
         self.put_options = put_options()
         self.prefix = prefix.strip("/")
         self._conditional: bool | None = None
+        self.lock = object_lock_from_env() if lock == "env" else lock
+
+    def retention(self, now: datetime | None = None) -> dict[str, Any]:
+        """Object lock parameters for a write starting ``now``: empty without S3_OBJECT_LOCK."""
+        if self.lock is None:
+            return {}
+        until = self.lock.retain_until(now or datetime.now(UTC)).replace(microsecond=0)
+        return {"ObjectLockMode": self.lock.mode, "ObjectLockRetainUntilDate": until}
+
+    def body_checksum(self, body: bytes) -> dict[str, str]:
+        """Content-MD5 for a write to a locked bucket, which S3 requires.
+
+        botocore >= 1.36 no longer sends Content-MD5 itself, and request checksums are off
+        (``when_required``) for servers that reject them; MD5 is what every provider accepts.
+        """
+        if self.lock is None:
+            return {}
+        return {"ContentMD5": base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()}
+
+    def settle_retention(self, key: str, retention: dict[str, Any]) -> None:
+        """Make sure ``key`` carries the retention its upload asked for.
+
+        A multipart upload takes the lock from CreateMultipartUpload on AWS, but not every
+        server applies it on completion (moto does not): the date is read back and set when short.
+        """
+        if not retention:
+            return
+        wanted = retention["ObjectLockRetainUntilDate"]
+        current = self.locked_until(key)
+        if current is None or current < wanted:
+            self.call(
+                "put_object_retention",
+                Bucket=self.bucket,
+                Key=key,
+                Retention={"Mode": retention["ObjectLockMode"], "RetainUntilDate": wanted},
+            )
 
     def refuses_overwrite(self) -> bool:
         """Probe once whether the server enforces ``If-None-Match: *``.
@@ -308,7 +373,54 @@ class S3Store(ObjectStore):
             raise PermanentError(
                 f"bucket {self.bucket!r} does not exist at {self._endpoint()}; create it or fix BACKUP_STORAGE_URL"
             ) from exc
+        if self.lock is not None:
+            self._check_lock_enabled(self.lock)
+            return f"bucket {self.bucket!r} reachable at {self._endpoint()}, object lock {self.lock.describe()}"
         return f"bucket {self.bucket!r} reachable at {self._endpoint()}"
+
+    def _check_lock_enabled(self, lock: ObjectLock) -> None:
+        """A lock that silently does nothing is worse than none: refuse a bucket without object lock."""
+        try:
+            config = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            enabled = config.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) not in NO_LOCK_CODES:
+                raise self._client_error(exc, None) from exc
+            enabled = False
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 request get_object_lock_configuration to {self._endpoint()} failed: {exc}") from exc
+        if not enabled:
+            raise PermanentError(
+                f"S3_OBJECT_LOCK={lock.mode.lower()} asks for object lock, but bucket {self.bucket!r} does not have "
+                "object lock enabled; use a bucket created with object lock enabled, or unset S3_OBJECT_LOCK"
+            )
+
+    def locked_until(self, key: str) -> datetime | None:
+        """The latest retention date of any version of ``key``, or None when none is locked."""
+        latest: datetime | None = None
+        for version in self._versions(key) if self.lock is not None else [None]:
+            extra = {"VersionId": version} if version else {}
+            try:
+                response = self.call("head_object", Bucket=self.bucket, Key=key, **extra)
+            except NotFoundError:
+                continue
+            until = response.get("ObjectLockRetainUntilDate") if response.get("ObjectLockMode") else None
+            if until is not None and (latest is None or until > latest):
+                latest = until
+        return latest
+
+    def _versions(self, key: str) -> list[str | None]:
+        """Version ids of ``key``'s objects (not delete markers)."""
+        paginator = self.client.get_paginator("list_object_versions")
+        found: list[str | None] = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                found += [v.get("VersionId") for v in page.get("Versions", []) if v["Key"] == key]
+        except ClientError as exc:
+            raise self._client_error(exc, key) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"listing versions of s3://{self.bucket}/{key} failed: {exc}") from exc
+        return found
 
     def open_upload(
         self, key: str, *, part_size: int = MIN_PART_SIZE, concurrency: int = 4, if_absent: bool = False
@@ -343,6 +455,7 @@ class S3Store(ObjectStore):
         if if_absent and not extra and self.head(key) is not None:
             # The server cannot refuse for us; writers use keys no one else chooses, this catches the rest.
             raise ObjectExistsError(f"s3://{self.bucket}/{key} already exists; nothing was overwritten")
+        extra |= self.retention() | self.body_checksum(data)
         self.call("put_object", Bucket=self.bucket, Key=key, Body=data, **extra, **self.put_options)
 
     def head(self, key: str) -> ObjectInfo | None:
@@ -364,7 +477,22 @@ class S3Store(ObjectStore):
             raise StorageError(f"listing s3://{self.bucket}/{prefix} failed: {exc}") from exc
 
     def delete(self, key: str) -> None:
-        self.call("delete_object", Bucket=self.bucket, Key=key)
+        if self.lock is None:
+            self.call("delete_object", Bucket=self.bucket, Key=key)
+            return
+        # A lock-enabled bucket is versioned: a plain delete would only hide the object behind a
+        # delete marker. Every version and marker of the key goes; S3 refuses any still locked.
+        paginator = self.client.get_paginator("list_object_versions")
+        try:
+            pages = list(paginator.paginate(Bucket=self.bucket, Prefix=key))
+        except ClientError as exc:
+            raise self._client_error(exc, key) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"listing versions of s3://{self.bucket}/{key} failed: {exc}") from exc
+        for page in pages:
+            for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                if entry["Key"] == key:
+                    self.call("delete_object", Bucket=self.bucket, Key=key, VersionId=entry["VersionId"])
 
     def list_incomplete_uploads(self, prefix: str = "") -> Iterator[IncompleteUpload]:
         paginator = self.client.get_paginator("list_multipart_uploads")

@@ -49,6 +49,8 @@ def _print_prune(report: PruneReport) -> None:
             group = (backup.environment, backup.database)
             click.echo(f"{backup.database}:")
         fate = f"keep: {', '.join(decision.reasons)}" if decision.keep else "delete"
+        if backup.key in report.locked:
+            fate = f"kept: locked until {report.locked[backup.key].isoformat()} (the policy no longer keeps it)"
         click.echo(f"  {backup.id}  {fate}")
     for orphan in report.orphans:
         click.echo(f"orphan {orphan.key}  delete")
@@ -60,10 +62,15 @@ def _print_prune(report: PruneReport) -> None:
         click.echo(f"{problem.kind} manifest {problem.key}  left alone: {problem.reason}")
     for stale in report.stale_globals:
         click.echo(f"globals {stale.key}  delete")
+    backups = {d.backup.key for d in report.decisions}
+    for key, until in report.locked.items():
+        if key not in backups:
+            click.echo(f"{key}  kept: locked until {until.isoformat()}")
     verb = "would delete" if report.dry_run else "deleted"
+    locked = f" ({len(report.locked)} locked objects kept)" if report.locked else ""
     click.echo(
         f"kept {len(report.kept)} backups, {verb} {len(report.deleted)} backups, "
-        f"{len(report.orphans)} orphans and {len(report.incomplete_uploads)} incomplete uploads",
+        f"{len(report.orphans)} orphans and {len(report.incomplete_uploads)} incomplete uploads{locked}",
         err=True,
     )
 
