@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -169,7 +170,7 @@ def private_cluster(password: str | None = None) -> Iterator[str]:
     """A PostgreSQL server of its own on a free loopback port, started with initdb and pg_ctl.
 
     With ``password``, user postgres must give it (scram); without, trust. Yields the URL of
-    database postgres; the cluster is stopped and removed on exit.
+    database postgres (the password percent-encoded); the cluster is stopped and removed on exit.
     """
     import pwd
     import shutil
@@ -200,7 +201,7 @@ def private_cluster(password: str | None = None) -> Iterator[str]:
         capture_output=True,
     )
     try:
-        credentials = f"postgres:{password}" if password else "postgres"
+        credentials = f"postgres:{quote(password, safe='')}" if password else "postgres"
         yield f"postgresql://{credentials}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
@@ -211,9 +212,11 @@ def private_cluster(password: str | None = None) -> Iterator[str]:
 def pg_password_url() -> Iterator[str]:
     """A private PostgreSQL cluster that demands a password (scram), for credential tests.
 
-    Yields a URL with the sentinel password for user postgres, database postgres.
+    Its password is PG_PASSWORD: the sentinel plus every character a URL must percent-encode.
+    Yields a URL with it percent-encoded, as a URL requires (the encoded form starts with
+    SENTINEL_PASSWORD too), for user postgres, database postgres.
     """
-    with private_cluster(SENTINEL_PASSWORD) as url:
+    with private_cluster(PG_PASSWORD) as url:
         yield url
 
 
