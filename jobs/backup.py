@@ -34,8 +34,16 @@ from jobs.rowcounts import estimate_rows
 from jobs.series import BACKUP_LOCK_KEY, Source, resolve_source, server_database, url_source
 from jobs.storage import StorageLocation, Upload, choose_part_size, object_lock_from_env, open_store
 from railyard import __version__, alerts
+from railyard.alert_config import AlertConfig
 from railyard.conninfo import password_forms
-from railyard.errors import LockBusyError, ObjectExistsError, PermanentError, RailyardError, RetryableError
+from railyard.errors import (
+    ConfigError,
+    LockBusyError,
+    ObjectExistsError,
+    PermanentError,
+    RailyardError,
+    RetryableError,
+)
 from railyard.redact import redactor
 from railyard.settings import Settings
 
@@ -461,9 +469,28 @@ def run_backup(
     DATABASE_URL's server.
     """
     with alerts.pinged(is_final=lambda exc: not registry.will_retry(get_current_job(), exc)):
-        return _run_backup(
+        result = _run_backup(
             database, schema_only, data_only, tables, exclude_tables, schemas, exclude_schemas, all_databases
         )
+    _notify_success(result)
+    return result
+
+
+def _notify_success(result: dict[str, Any]) -> None:
+    """With ALERT_ON_SUCCESS, a ``backup_succeeded`` notice through the same channels as alerts."""
+    try:
+        config = AlertConfig.from_env()
+    except ConfigError:
+        return  # the worker reported it at start-up
+    if not config.notify_success or result.get("skipped"):
+        return
+    done = result.get("backups", [result])
+    size = sum(int(m["size"]) for m in done)
+    names = ", ".join(f"{m['id']}" for m in done)
+    summary = f"backed up {len(done)} database{'s' if len(done) != 1 else ''}: {names} ({size:,} bytes stored)"
+    details = {"ids": [m["id"] for m in done], "keys": [m["key"] for m in done], "bytes": size}
+    details["duration_s"] = round(sum(float(m["duration_s"]) for m in done), 3)
+    alerts.send_alert(alerts.Alert("backup_succeeded", summary, Settings.from_env().environment, details), config)
 
 
 def _run_backup(

@@ -12,6 +12,8 @@ from railyard.durations import DurationError, parse_duration
 from railyard.errors import ConfigError
 
 DEFAULT_STALE_AFTER = timedelta(hours=26)
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class AlertConfig:
     webhook_url: str | None = field(default=None, repr=False)  # Slack/Discord webhook URLs embed a token
     ping_url: str | None = field(default=None, repr=False)
     stale_after: timedelta = DEFAULT_STALE_AFTER
+    alert_urls: tuple[str, ...] = field(default=(), repr=False)  # Apprise URLs embed tokens and passwords
+    notify_success: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AlertConfig:
@@ -41,6 +45,12 @@ class AlertConfig:
                     )
                     value = None
             urls[name] = value
+        alert_urls = tuple(env.get("ALERT_URLS", "").split())
+        problems += apprise_url_problems(alert_urls)
+        raw = env.get("ALERT_ON_SUCCESS", "").strip().lower()
+        notify_success = raw in TRUE_WORDS
+        if raw and raw not in TRUE_WORDS + FALSE_WORDS:
+            problems.append(f"ALERT_ON_SUCCESS={raw[:20]!r} is not true or false")
         stale_after = DEFAULT_STALE_AFTER
         raw = env.get("BACKUP_STALE_AFTER", "").strip()
         if raw:
@@ -55,4 +65,22 @@ class AlertConfig:
             webhook_url=urls["ALERT_WEBHOOK_URL"],
             ping_url=ping.rstrip("/") if ping else None,
             stale_after=stale_after,
+            alert_urls=alert_urls,
+            notify_success=notify_success,
         )
+
+
+def apprise_url_problems(urls: tuple[str, ...]) -> list[str]:
+    """One problem per ALERT_URLS entry Apprise cannot send to, named by position and scheme only."""
+    import apprise
+
+    problems = []
+    for number, url in enumerate(urls, start=1):
+        if apprise.Apprise.instantiate(url) is None:
+            scheme = url.partition("://")[0][:20] if "://" in url else ""
+            problems.append(
+                f"ALERT_URLS entry {number} (scheme {scheme!r}) is not a URL Apprise can send to; write e.g. "
+                "slack://T000/B000/XXX, tgram://bot-token/chat-id, ntfys://ntfy.sh/topic or mailtos://user:pass@host "
+                "(https://github.com/caronc/apprise/wiki), separated by spaces"
+            )
+    return problems

@@ -1,4 +1,5 @@
-"""Alerts (a JSON POST to ALERT_WEBHOOK_URL) and healthchecks.io-style pings (HEALTHCHECK_PING_URL).
+"""Alerts (a JSON POST to ALERT_WEBHOOK_URL, and Apprise notifications to ALERT_URLS) and
+healthchecks.io-style pings (HEALTHCHECK_PING_URL).
 
 The payload carries ``text`` (Slack) and ``content`` (Discord) for people, plus the same
 facts as structured fields for machines. Every string is scrubbed of every secret the
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 import structlog
 
-from railyard import delivery
+from railyard import delivery, notify
 from railyard.alert_config import AlertConfig
 from railyard.errors import ConfigError
 from railyard.redact import Redactor, environment_secrets
@@ -67,13 +68,26 @@ def _config() -> AlertConfig | None:
 
 
 def send_alert(alert: Alert, config: AlertConfig | None = None) -> bool:
-    """POST ``alert`` to ALERT_WEBHOOK_URL, if set; False when not set or not delivered."""
+    """POST ``alert`` to ALERT_WEBHOOK_URL and notify every ALERT_URLS entry through Apprise, each if set;
+    True when at least one of them took it."""
     config = config or _config()
     log.warning("alert", alert_event=alert.event, summary=scrub(alert.summary, process_secrets()))
-    if config is None or not config.webhook_url:
+    if config is None:
         return False
-    body = json.dumps(alert.payload(process_secrets())).encode()
-    return delivery.post(config.webhook_url, body)
+    payload = alert.payload(process_secrets())
+    delivered = False
+    if config.webhook_url:
+        delivered = delivery.post(config.webhook_url, json.dumps(payload).encode())
+    if config.alert_urls:
+        body = payload["text"] + _details_text(payload["details"])
+        delivered = notify.send(config.alert_urls, f"railyard {alert.environment}: {alert.event}", body) or delivered
+    return delivered
+
+
+def _details_text(details: dict[str, Any]) -> str:
+    """The alert's details as ``name: value`` lines under its summary (already scrubbed)."""
+    lines = [f"{k}: {v if isinstance(v, str | int | float) else json.dumps(v)}" for k, v in details.items()]
+    return "\n\n" + "\n".join(lines) if lines else ""
 
 
 def ping(kind: PingKind, config: AlertConfig | None = None, message: str = "") -> bool:

@@ -21,7 +21,7 @@ from railyard.redact import Redactor, environment_secrets
 from railyard.settings import Settings
 
 # Libraries that are chatty at INFO and say nothing an operator needs.
-QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3")
+QUIET_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "apprise")
 
 
 class SecretScrubber:

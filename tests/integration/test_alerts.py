@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog.testing
 
 from jobs.catalog import backup_key
 from jobs.staleness import check_stale_backups
@@ -14,6 +15,7 @@ from jobs.storage import StorageLocation, open_store
 from railyard import delivery
 from railyard.alert_config import AlertConfig
 from railyard.alerts import Alert, ping, pinged, send_alert
+from railyard.errors import ConfigError
 from railyard.settings import Settings
 from tests.conftest import SENTINEL_PASSWORD, free_port
 from tests.unit.test_staleness import manifest
@@ -114,3 +116,65 @@ def test_stale_check_alerts_once_per_database_and_period(tmp_path, redis_conn, r
     assert payloads[0]["text"].startswith("[railyard development] the newest backup of database app is 1d06h old")
     assert payloads[1]["text"].startswith("[railyard development] the newest backup of database app is 2d05h old")
     assert key.id == payloads[0]["details"]["id"]
+
+
+def test_alerts_reach_apprise_urls_scrubbed_beside_the_webhook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ALERT_URLS in Apprise's syntax (here its JSON notifier, pointed at a loopback server)."""
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://app:{SENTINEL_PASSWORD}@db:5432/app")
+    with webhook_server() as hook, webhook_server() as notified:
+        apprise_url = notified.url.replace("http://", "json://") + "/notify/tok3n-abcdef123456"
+        monkeypatch.setenv("ALERT_URLS", apprise_url)
+        config = AlertConfig.from_env({"ALERT_WEBHOOK_URL": hook.url + "/hook", "ALERT_URLS": apprise_url})
+        alert = Alert("job_failed", f"job failed: password {SENTINEL_PASSWORD} rejected", "production", {"n": 3})
+        assert send_alert(alert, config)
+        [webhook] = hook.received
+        [received] = notified.received
+    body = received.json()
+    assert "/notify/tok3n-abcdef123456" == received.path
+    assert ("railyard production: job_failed", "info") == (body["title"], body["type"])
+    assert "[railyard production] job failed: password *** rejected\n\nn: 3" == body["message"]
+    assert SENTINEL_PASSWORD not in received.body.decode()
+    assert "job_failed" == webhook.json()["event"]
+
+
+def test_an_unreachable_apprise_url_is_logged_by_scheme_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"json://127.0.0.1:{free_port()}/notify/secret-token-0123456789"
+    monkeypatch.setenv("ALERT_URLS", url)
+    with structlog.testing.capture_logs() as logs:
+        assert not send_alert(Alert("job_failed", "x", "production"), AlertConfig(alert_urls=(url,)))
+    [failed] = [line for line in logs if line["event"] == "notification_failed"]
+    assert ["json"] == failed["schemes"]
+    assert "secret-token" not in repr(logs)
+
+
+def test_alert_urls_apprise_cannot_use_are_configuration_problems_without_the_url() -> None:
+    with pytest.raises(ConfigError) as info:
+        AlertConfig.from_env({"ALERT_URLS": "json://ok.example/x nosuch://tok3n-abc/def", "ALERT_ON_SUCCESS": "maybe"})
+    assert [
+        "ALERT_URLS entry 2 (scheme 'nosuch') is not a URL Apprise can send to",
+        "ALERT_ON_SUCCESS='maybe' is not true or false",
+    ] == [p.split(";")[0] for p in info.value.problems]
+    assert "tok3n" not in str(info.value)
+    config = AlertConfig.from_env({"ALERT_URLS": "json://a.example/x  ntfys://ntfy.sh/topic", "ALERT_ON_SUCCESS": "1"})
+    assert (2, True) == (len(config.alert_urls), config.notify_success)
+    assert "ntfy" not in repr(config)
+
+
+def test_a_successful_backup_sends_a_notice_when_asked(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path
+) -> None:
+    from jobs.backup import run_backup
+
+    with webhook_server() as notified:
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        monkeypatch.setenv("BACKUP_STORAGE_URL", str(tmp_path))
+        monkeypatch.setenv("ALERT_URLS", notified.url.replace("http://", "json://") + "/ok")
+        monkeypatch.setenv("ALERT_ON_SUCCESS", "false")
+        run_backup()
+        assert [] == notified.received
+        monkeypatch.setenv("ALERT_ON_SUCCESS", "true")
+        done = run_backup()
+        [received] = notified.wait_for(1)
+    body = received.json()
+    assert "railyard development: backup_succeeded" == body["title"]
+    assert f"backed up 1 database: {done['id']} ({done['size']:,} bytes stored)" in body["message"]
