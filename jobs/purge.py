@@ -31,6 +31,7 @@ import structlog
 from psycopg import sql
 
 from jobs.purge_config import PurgePolicy, is_system_schema, system_schema_refusal
+from railyard.conninfo import Conninfo
 from railyard.errors import ConfigError, LockBusyError, PermanentError, RetryableError
 
 log = structlog.get_logger()
@@ -136,8 +137,9 @@ class PurgeReport:
 
 def connect(database_url: str) -> psycopg.Connection[Any]:
     """An autocommit connection in UTC, so timestamps without time zone read as UTC."""
+    conninfo = Conninfo.parse(database_url, "DATABASE_URL")
     conn = psycopg.connect(
-        database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name=APPLICATION_NAME
+        **conninfo.connect_kwargs(autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name=APPLICATION_NAME)
     )
     conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
     return conn

@@ -102,8 +102,8 @@ def test_no_secret_leaks_from_any_command_or_job(
             ("backup", "--database", "app"),
             ("backup", "--database", "broken"),  # wrong password: an error path
             ("backups", "list", "--json"),
-            ("verify", "--database", "ry_sentinel_app"),
-            ("restore", "latest", "--yes", "--database", "ry_sentinel_app"),
+            ("verify", "--database", "app"),
+            ("restore", "latest", "--yes", "--database", "app"),
             ("restore", "nosuch-20260101T000000Z", "--yes"),
             ("migrate", "status"),
             ("status",),
