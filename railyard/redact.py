@@ -9,7 +9,7 @@ password of every connection URL (``DATABASE_URL``, ``RESTORE_TARGET_URL``,
 ``VERIFY_DATABASE_URL``, each ``BACKUP_DATABASE_URLS`` entry, ``REDIS_URL`` and any other
 ``*_URL`` variable), ``PGPASSWORD``, the AWS secret key and session token, the user and
 password embedded in S3 endpoint URLs, the age identity (from the variable or its file),
-and the tokens in alert webhook and ping URLs. Each is matched as written and
+and the tokens in alert webhook, ping and Apprise (``ALERT_URLS``) URLs. Each is matched as written and
 percent-decoded, percent-encoded, and escaped as JSON or ``repr`` would print it.
 """
 
@@ -36,6 +36,7 @@ MAX_IDENTITY_FILE_BYTES = 64 * 1024
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "BACKUP_ENCRYPTION_IDENTITY", "PGPASSWORD")
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 TOKEN_URL_VARIABLES = ("ALERT_WEBHOOK_URL", "HEALTHCHECK_PING_URL")
+TOKEN_URL_LIST_VARIABLES = ("ALERT_URLS",)  # Apprise URLs: tokens in the host, the path or the userinfo
 
 
 def spellings(secret: str) -> set[str]:
@@ -88,6 +89,9 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, 
         if name in SECRET_VARIABLES:
             found.append(value.strip())
             found.append(value)
+        elif name in TOKEN_URL_LIST_VARIABLES:
+            for entry in value.split():
+                found.extend(url_tokens(entry, host=True))
         elif name.endswith("_URL") or name.endswith("_URLS"):
             for entry in value.replace(",", " ").split() if name.endswith("_URLS") else [value]:
                 found.extend(password_forms(entry.partition("=")[2] if name.endswith("_URLS") else entry))
@@ -105,8 +109,9 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, 
     return tuple(dict.fromkeys(s for s in found if s))
 
 
-def url_tokens(url: str) -> list[str]:
-    """The secret parts of a webhook or ping URL: its userinfo, path, query and long segments."""
+def url_tokens(url: str, *, host: bool = False) -> list[str]:
+    """The secret parts of a webhook or ping URL: its userinfo, path, query and long segments
+    (with ``host``, a long host part too: Apprise puts bot tokens there)."""
     url = url.strip()
     if not url:
         return []
@@ -115,6 +120,8 @@ def url_tokens(url: str) -> list[str]:
     except ValueError:
         return [url]
     tokens = [url]
+    if host and len(parts.netloc) >= MIN_TOKEN_CHARS:
+        tokens.append(parts.netloc)
     userinfo = url_userinfo(url)
     if userinfo:
         tokens += [userinfo, *userinfo.split(":", 1)]

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from railyard.conninfo import conninfo_problems, password_forms, raw_url_password, url_userinfo
 from railyard.envparse import whole_number
 from railyard.errors import ConfigError
-from railyard.redact import REDACTED, environment_secrets
+from railyard.redact import REDACTED, Redactor, environment_secrets
 from railyard.serializer import DEFAULT_SERIALIZER, SERIALIZER_VARIABLE, SerializerName, parse_serializer
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
@@ -193,7 +193,7 @@ class Settings:
             elif f.name == "extra_secrets":
                 value = f"<{len(value)} hidden>"
             shown.append(f"{f.name}={value!r}")
-        return f"Settings({', '.join(shown)})"
+        return Redactor(self.secrets)(f"Settings({', '.join(shown)})")  # a key=value password has no URL to redact
 
     __str__ = __repr__
 

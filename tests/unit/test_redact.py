@@ -24,6 +24,8 @@ SENTINELS = {
     "BACKUP_ENCRYPTION_IDENTITY": "AGE-SECRET-KEY-1SENTINEL0000000000000000000000000000000000000000000000000",
     "ALERT_WEBHOOK_URL": "T0SENTINEL/B0SENTINEL/webhooksentineltoken10",
     "HEALTHCHECK_PING_URL": "0f8c2b7e-ping-sentinel-4d3a-9e11",
+    "ALERT_URLS": "123456789:AAHsentinelBotToken11",
+    "ALERT_URLS_MAIL": "mail-sentinel-pw-12",
 }
 
 
@@ -41,6 +43,7 @@ def configured(identity_file: str = "") -> dict[str, str]:
         "AWS_ENDPOINT_URL_S3": f"https://minio:{e['AWS_ENDPOINT_URL_S3']}@s3.example.com",
         "ALERT_WEBHOOK_URL": f"https://hooks.slack.com/services/{SENTINELS['ALERT_WEBHOOK_URL']}",
         "HEALTHCHECK_PING_URL": f"https://hc-ping.com/{SENTINELS['HEALTHCHECK_PING_URL']}",
+        "ALERT_URLS": f"tgram://{SENTINELS['ALERT_URLS']}/12345 mailto://ops:{e['ALERT_URLS_MAIL']}@mail.example.com",
     }
     if identity_file:
         env["BACKUP_ENCRYPTION_IDENTITY_FILE"] = identity_file

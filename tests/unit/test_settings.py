@@ -134,3 +134,8 @@ def test_numbers_are_finite_and_ascii(raw: str, ok: bool) -> None:
     else:
         with pytest.raises(ValueError):
             parse_float(raw)
+
+
+def test_repr_hides_a_key_value_password() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "host=db dbname=app password='s3cret pw'"})
+    assert "s3cret" not in repr(settings) and "s3cret pw" in settings.secrets
