@@ -70,3 +70,19 @@ def test_arguments_of_the_wrong_type_are_refused_before_the_job_runs(
     started = {line.get("job_id") for line in worker.lines() if str(line.get("event", "")).endswith("_started")}
     assert set() == started & set(bad)
     conn.close()
+
+
+def test_the_exception_text_rq_stores_is_redacted(start_worker, redis_url: str, tmp_path: Path) -> None:
+    """A job's error that quotes a configured secret (here via its own argument) is stored with it replaced."""
+    secret = "Sentinel-stored-exc-9Zq"
+    conn = redis.Redis.from_url(redis_url)
+    job = Queue("backup", connection=conn).enqueue(
+        "jobs.verify.verify_backup", kwargs={"backup_id": f"{secret}-20260101T000000Z"}
+    )
+    env = {"REDIS_URL": redis_url, "BACKUP_STORAGE_URL": str(tmp_path), "AWS_SECRET_ACCESS_KEY": secret}
+    worker = start_worker(env)
+    done = wait_finished(conn, job.id)
+    stored = done.latest_result().exc_string
+    assert (JobStatus.FAILED, True, False) == (done.get_status(), "***-20260101T000000Z" in stored, secret in stored)
+    assert secret not in worker.text()
+    conn.close()
