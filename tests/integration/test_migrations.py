@@ -553,3 +553,25 @@ def test_a_commit_after_a_keyword_named_table_is_refused_before_anything_runs(en
     with pytest.raises(PlanError, match=re.escape(f"0002_begin.sql line {line}: COMMIT is not allowed in a migration")):
         env.migrator().up()
     assert (False, False, False) == tuple(table_exists(env.database_url, t) for t in ("first_ok", "begin", "after"))
+
+
+def test_the_job_timeout_ends_the_external_migrator_and_its_children_before_the_lock_is_released(
+    env: Env, tmp_path: Path
+) -> None:
+    """rq's job timeout (an exception raised by SIGALRM in the work horse) stops the whole command first."""
+    from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+
+    pids = tmp_path / "pids"
+    command = ("sh", "-c", f"echo $$ >> {pids}; sleep 30 & echo $! >> {pids}; wait")
+
+    def lock_holders() -> int:
+        found = rows(
+            env.database_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s", (LOCK_KEY[1],)
+        )
+        return int(found[0][0])
+
+    with pytest.raises(JobTimeoutException), UnixSignalDeathPenalty(2, JobTimeoutException):
+        env.migrator(migrate_command=command).up()
+    shell, grandchild = (int(p) for p in pids.read_text().split())
+    assert [False, False] == [Path(f"/proc/{pid}").exists() for pid in (shell, grandchild)]
+    assert 0 == lock_holders()
