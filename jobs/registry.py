@@ -128,6 +128,7 @@ SPECS: tuple[JobSpec, ...] = (
         params=DRY_RUN,
     ),
     JobSpec("jobs.staleness.check_stale_backups", queue="backup", timeout_s=300, max_attempts=1),
+    JobSpec("jobs.summary.send_weekly_summary", queue="backup", timeout_s=300, max_attempts=1),
 )
 
 REGISTRY: dict[str, JobSpec] = {spec.func: spec for spec in SPECS}

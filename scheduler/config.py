@@ -38,6 +38,7 @@ class ScheduleConfig:
     catch_up: bool = True
     interval_s: float = DEFAULT_INTERVAL_S  # how often due entries are looked for
     catch_up_interval_s: float = DEFAULT_CATCH_UP_INTERVAL_S  # how often stale backups are looked for
+    summary_cron: str | None = None  # the weekly summary alert; none unless WEEKLY_SUMMARY_CRON is set
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ScheduleConfig:
@@ -79,6 +80,7 @@ class ScheduleConfig:
             retention_cron=cron("RETENTION_CRON", DEFAULT_RETENTION_CRON),
             verify_cron=cron("VERIFY_CRON", DEFAULT_VERIFY_CRON),
             staleness_cron=cron("STALENESS_CRON", DEFAULT_STALENESS_CRON),
+            summary_cron=cron("WEEKLY_SUMMARY_CRON", "") if get("WEEKLY_SUMMARY_CRON", "") else None,
             timezone=timezone,
             retention_config=env.get("RETENTION_CONFIG", "").strip() or None,
             catch_up=catch_up_raw not in FALSE_WORDS,

@@ -27,6 +27,7 @@ PRUNE_JOB = "jobs.retention.prune_backups"
 PURGE_JOB = "jobs.retention.purge_rows"
 VERIFY_JOB = "jobs.verify.verify_backup"
 STALENESS_JOB = "jobs.staleness.check_stale_backups"
+SUMMARY_JOB = "jobs.summary.send_weekly_summary"
 
 PERIOD_STAMP_FORMAT = "%Y%m%dT%H%MZ"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -51,7 +52,7 @@ class BackupTarget:
 @dataclass(frozen=True)
 class Entry:
     id: str
-    kind: str  # backup | prune | purge | verify | staleness: with the subject, what one run's work is
+    kind: str  # backup | prune | purge | verify | staleness | summary: with the subject, what one run's work is
     cron: str
     timezone: str
     func: str
@@ -124,6 +125,8 @@ def build_schedule(
         entries["verify-backups"] = Entry("verify-backups", "verify", config.verify_cron, tz, VERIFY_JOB)
     if STALENESS_JOB in registered_jobs:
         entries["check-staleness"] = Entry("check-staleness", "staleness", config.staleness_cron, tz, STALENESS_JOB)
+    if config.summary_cron and SUMMARY_JOB in registered_jobs:
+        entries["weekly-summary"] = Entry("weekly-summary", "summary", config.summary_cron, tz, SUMMARY_JOB)
     return tuple(entries.values())
 
 

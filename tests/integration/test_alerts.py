@@ -178,3 +178,28 @@ def test_a_successful_backup_sends_a_notice_when_asked(
     body = received.json()
     assert "railyard development: backup_succeeded" == body["title"]
     assert f"backed up 1 database: {done['id']} ({done['size']:,} bytes stored)" in body["message"]
+
+
+def test_the_weekly_summary_is_scheduled_when_asked_and_delivered(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from jobs import registry
+    from jobs.summary import send_weekly_summary
+    from scheduler.config import ScheduleConfig
+    from scheduler.schedule import build_schedule
+    from tests.manifests import put_backup
+
+    assert "weekly-summary" not in {e.id for e in build_schedule(ScheduleConfig.from_env({}), (), registry.REGISTRY)}
+    config = ScheduleConfig.from_env({"WEEKLY_SUMMARY_CRON": "0 8 * * 1"})
+    [entry] = [e for e in build_schedule(config, (), registry.REGISTRY) if e.id == "weekly-summary"]
+    assert ("0 8 * * 1", "jobs.summary.send_weekly_summary") == (entry.cron, entry.func)
+
+    store, location = open_store(str(tmp_path)), StorageLocation.parse(str(tmp_path))
+    put_backup(store, location, environment="development", database="app", finished_at=datetime.now(UTC))
+    with webhook_server() as notified:
+        monkeypatch.setenv("BACKUP_STORAGE_URL", str(tmp_path))
+        monkeypatch.setenv("ALERT_URLS", notified.url.replace("http://", "json://") + "/hooks/tok3n-0123456789")
+        result = send_weekly_summary()
+        [received] = notified.received
+    body = received.json()
+    assert (True, "railyard development: weekly_summary") == (result["delivered"], body["title"])
+    assert "app: 1 backup, newest 46 B, verifications 0 passed, 0 failed" in body["message"]
+    assert body["message"].startswith("[railyard development] weekly summary to ")

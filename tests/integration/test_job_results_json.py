@@ -23,6 +23,7 @@ from jobs.diagnostics import ping
 from jobs.migrate import run_migrations
 from jobs.retention import prune_backups, purge_rows
 from jobs.staleness import check_stale_backups
+from jobs.summary import send_weekly_summary
 from jobs.verify import verify_backup
 from tests import audio_signals as sig
 
@@ -82,6 +83,7 @@ def run_each_job(database_url: str, tmp_path: Path) -> dict[str, list[Any]]:
         "jobs.retention.prune_backups": lambda: [prune_backups(dry_run=True), prune_backups()],
         "jobs.retention.purge_rows": lambda: [purge_rows(dry_run=True), purge_rows()],
         "jobs.staleness.check_stale_backups": lambda: [check_stale_backups()],
+        "jobs.summary.send_weekly_summary": lambda: [send_weekly_summary()],
     }
     return {func: run() for func, run in runs.items()}
 

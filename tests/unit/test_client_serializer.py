@@ -42,6 +42,7 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     "jobs.retention.prune_backups": [{}, {"dry_run": True}],
     "jobs.retention.purge_rows": [{}, {"dry_run": True}],
     "jobs.staleness.check_stale_backups": [{}],
+    "jobs.summary.send_weekly_summary": [{}],
 }
 
 

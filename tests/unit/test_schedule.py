@@ -75,6 +75,7 @@ def test_variables_are_read() -> None:
         ("RETENTION_CRON", "30 25 * * *", "RETENTION_CRON='30 25 * * *' is not a valid cron expression"),
         ("VERIFY_CRON", "0 5 31 2 *", "VERIFY_CRON='0 5 31 2 *' never matches a date"),
         ("STALENESS_CRON", "hourly", "STALENESS_CRON='hourly' has 1 field"),
+        ("WEEKLY_SUMMARY_CRON", "weekly", "WEEKLY_SUMMARY_CRON='weekly' has 1 field"),
         ("SCHEDULE_TIMEZONE", "Europe/Atlantis", "SCHEDULE_TIMEZONE='Europe/Atlantis' is not an IANA time zone"),
         # files of the zone database that name no place: the machine's own zone, and "none configured"
         ("SCHEDULE_TIMEZONE", "localtime", "SCHEDULE_TIMEZONE='localtime' is not an IANA time zone"),
