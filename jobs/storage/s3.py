@@ -501,6 +501,8 @@ class S3Store(ObjectStore):
                 for item in page.get("Uploads", []):
                     yield IncompleteUpload(key=item["Key"], upload_id=item["UploadId"], initiated=item["Initiated"])
         except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return  # rclone's serve s3 answers a listing with no uploads this way
             raise self._client_error(exc, None) from exc
         except BotoCoreError as exc:
             raise StorageError(f"listing uploads in s3://{self.bucket}/{prefix} failed: {exc}") from exc

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -20,15 +21,18 @@ import zstandard
 from psycopg import sql
 
 from jobs.backup import backup_database
-from jobs.catalog import AmbiguousLatestError, backup_key, read_catalog
+from jobs.catalog import AmbiguousLatestError, backup_key, choose_latest, read_catalog
+from jobs.prune import prune
 from jobs.restore import restore_backup
 from jobs.retention import run_prune
+from jobs.retention_policy import RetentionPolicy
 from jobs.series import BACKUP_LOCK_KEY, resolve_source
 from jobs.storage import StorageLocation, open_store
 from jobs.storage.s3 import make_client
 from railyard.errors import LockBusyError
 from railyard.settings import Settings
 from tests.conftest import url_with_db
+from tests.unit.test_manifest_validation import ENV, manifest_for, put
 from tests.webhook_server import webhook_server
 
 pytestmark = pytest.mark.timeout(240)
@@ -161,3 +165,34 @@ def test_prune_never_aborts_the_upload_of_a_running_backup(
             (u.key, why) for u, why in report.uploads_left
         ]
     assert [keys["analytics"]] == [u.key for u in run_prune(settings, now=now).incomplete_uploads]
+
+
+def test_prune_acts_only_on_what_is_where_it_claims_to_be(any_bucket: str) -> None:
+    """The adversarial catalog of the issue, on moto and on rclone: a copied backup, a malformed manifest,
+    two same-named servers with one backup each under last 1 — prune deletes only the one old real backup."""
+    location = StorageLocation.parse(f"s3://{any_bucket}/pg")
+    store = open_store(location, addressing_style="path")
+    now = datetime.now(UTC).replace(microsecond=0)
+    newest = manifest_for(location, "app", now - timedelta(hours=1))
+    older = manifest_for(location, "app", now - timedelta(days=1))
+    only_other = manifest_for(location, "analytics", now - timedelta(days=2))
+    for manifest in (newest, older, only_other):
+        put(store, manifest)
+    copy_at = backup_key(location, ENV, "app", now - timedelta(days=3)).key  # an operator's copy of the newest
+    put(store, newest, at=copy_at)
+    broken = manifest_for(location, "app", now - timedelta(minutes=30))
+    put(store, broken, body=json.dumps({**asdict(broken), "finished_at": "not a date", "size": "4"}).encode())
+    policy = RetentionPolicy(last=1, hourly=0, daily=0, weekly=0, monthly=0, yearly=0)
+
+    report = prune(store, location, environment=ENV, policy=policy, now=now)
+
+    assert [older.id] == [d.backup.id for d in report.deleted]
+    assert {newest.id, only_other.id} == {d.backup.id for d in report.kept}
+    assert {("foreign", copy_at + ".manifest.json"), ("invalid", broken.key + ".manifest.json")} == {
+        (p.kind, p.key) for p in report.problems
+    }
+    left = {o.key for o in store.list("")}
+    assert {copy_at, copy_at + ".manifest.json", broken.key, broken.key + ".manifest.json", newest.key} <= left
+    assert older.key not in left
+    catalog = read_catalog(store, location, environment=ENV)
+    assert newest.id == choose_latest(catalog, requested="app", default_series=None, now=now).id

@@ -22,7 +22,7 @@ from jobs.catalog import (
     parse_backup_key,
     read_catalog,
 )
-from jobs.storage import StorageLocation
+from jobs.storage import ObjectStore, StorageLocation
 from jobs.storage.local import LocalStore
 from railyard.errors import NotFoundError, PermanentError
 
@@ -55,7 +55,7 @@ def manifest_for(location: StorageLocation, series: str, taken_at: datetime, siz
     return Manifest(**{**asdict(base), **changes})
 
 
-def put(store: LocalStore, manifest: Manifest, *, at: str | None = None, body: bytes | None = None) -> str:
+def put(store: ObjectStore, manifest: Manifest, *, at: str | None = None, body: bytes | None = None) -> str:
     """Write ``manifest`` (or raw ``body``) at ``at`` (default: beside its own key) with a dump beside it."""
     dump_key = at or manifest.key
     store.put_bytes(dump_key, b"dump")
