@@ -29,10 +29,9 @@ Conn = psycopg.Connection[Any]
 
 
 def connect(database_url: str, application_name: str) -> Conn:
-    kwargs = Conninfo.parse(database_url, "DATABASE_URL").connect_kwargs(
+    return Conninfo.parse(database_url, "DATABASE_URL").connect(
         autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name=application_name
     )
-    return psycopg.connect(**kwargs)
 
 
 def database_name(conn: Conn) -> str:

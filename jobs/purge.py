@@ -137,9 +137,8 @@ class PurgeReport:
 
 def connect(database_url: str) -> psycopg.Connection[Any]:
     """An autocommit connection in UTC, so timestamps without time zone read as UTC."""
-    conninfo = Conninfo.parse(database_url, "DATABASE_URL")
-    conn = psycopg.connect(
-        **conninfo.connect_kwargs(autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name=APPLICATION_NAME)
+    conn = Conninfo.parse(database_url, "DATABASE_URL").connect(
+        autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name=APPLICATION_NAME
     )
     conn.execute("SELECT set_config('TimeZone', 'UTC', false)")
     return conn

@@ -49,7 +49,7 @@ def check_redis(settings: Settings) -> str:
 
 def check_postgres(settings: Settings) -> str:
     conninfo = Conninfo.parse(settings.database_url, "DATABASE_URL")
-    with psycopg.connect(**conninfo.connect_kwargs(connect_timeout=CONNECT_TIMEOUT_S)) as conn:
+    with conninfo.connect(connect_timeout=CONNECT_TIMEOUT_S) as conn:
         version = conn.execute("SHOW server_version").fetchone()
     return f"{conninfo.display()} (PostgreSQL {version[0] if version else '?'})"
 
