@@ -23,7 +23,7 @@ import structlog
 import zstandard
 from rq import get_current_job
 
-from jobs import childproc, registry
+from jobs import childproc, copy, registry
 from jobs.backup_config import BackupOptions, BackupTuning
 from jobs.catalog import ENCRYPTED_SUFFIX, BackupKey, Manifest, backup_key, key_segment, newest_usable
 from jobs.databases import list_databases
@@ -187,6 +187,7 @@ def backup_database(
         system_identifier=system_identifier,
     )
     store.put_bytes(key.manifest_key, manifest.to_json(), if_absent=True)
+    copy.enqueue_copy(settings, manifest)
     if previous is not None and server_changed(previous, manifest):
         _alert_server_changed(settings, previous, manifest)
     log.info(

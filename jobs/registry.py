@@ -87,6 +87,15 @@ SPECS: tuple[JobSpec, ...] = (
     ),
     JobSpec("jobs.diagnostics.retry_probe", queue="backup", timeout_s=60, max_attempts=2, backoff_s=(1,)),
     JobSpec("jobs.backup.run_backup", queue="backup", timeout_s=3 * HOUR_S, backoff_s=(300, 900), params=BACKUP_PARAMS),
+    # Copies to the second destination retry like a backup: a lost connection or a provider outage passes.
+    JobSpec(
+        "jobs.copy.copy_backup",
+        queue="backup",
+        timeout_s=3 * HOUR_S,
+        max_attempts=4,
+        backoff_s=(60, 300, 900),
+        params=(Param("key", "str", nullable=False),),
+    ),
     JobSpec(
         "jobs.verify.verify_backup",
         queue="backup",

@@ -7,8 +7,9 @@ exception text rq stores in Redis for a failed job (worker.rq_worker).
 It knows every secret the environment configures (:func:`environment_secrets`): the
 password of every connection URL (``DATABASE_URL``, ``RESTORE_TARGET_URL``,
 ``VERIFY_DATABASE_URL``, each ``BACKUP_DATABASE_URLS`` entry, ``REDIS_URL`` and any other
-``*_URL`` variable), ``PGPASSWORD``, the AWS secret key and session token, the user and
-password embedded in S3 endpoint URLs, the age identity (from the variable or its file),
+``*_URL`` variable), ``PGPASSWORD``, the AWS secret key and session token, the copy
+destination's secret key (``BACKUP_COPY_AWS_SECRET_ACCESS_KEY``), the user and
+password embedded in S3 endpoint URLs (the copy's too), the age identity (from the variable or its file),
 and the tokens in alert webhook, ping and Apprise (``ALERT_URLS``) URLs. Each is matched as written and
 percent-decoded, percent-encoded, and escaped as JSON or ``repr`` would print it.
 """
@@ -33,8 +34,14 @@ MIN_SECRET_CHARS = 4
 MIN_TOKEN_CHARS = 16
 MAX_IDENTITY_FILE_BYTES = 64 * 1024
 
-SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "BACKUP_ENCRYPTION_IDENTITY", "PGPASSWORD")
-ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "BACKUP_COPY_AWS_SECRET_ACCESS_KEY",
+    "BACKUP_ENCRYPTION_IDENTITY",
+    "PGPASSWORD",
+)
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "BACKUP_COPY_AWS_ENDPOINT_URL_S3")
 TOKEN_URL_VARIABLES = ("ALERT_WEBHOOK_URL", "HEALTHCHECK_PING_URL")
 TOKEN_URL_LIST_VARIABLES = ("ALERT_URLS",)  # Apprise URLs: tokens in the host, the path or the userinfo
 

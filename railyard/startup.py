@@ -20,6 +20,7 @@ from railyard.errors import ConfigError, RailyardError
 def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
     from jobs.audio.config import AudioSettings
     from jobs.backup_config import BackupTuning
+    from jobs.copy_config import CopyConfig
     from jobs.databases import named_database_urls
     from jobs.encryption import EncryptionConfig
     from jobs.migration_config import MigrationConfig
@@ -56,6 +57,7 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
         ("connection strings", connection_strings),
         ("audio", AudioSettings.from_env),
         ("object lock", object_lock_from_env),
+        ("backup copy", CopyConfig.from_env),
     ]
 
 

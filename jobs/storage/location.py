@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from jobs.storage.access import S3Access
 from jobs.storage.base import ObjectStore
 from jobs.storage.lock import ObjectLock
 
@@ -37,19 +38,26 @@ class StorageLocation:
 
 
 def open_store(
-    location: StorageLocation | str, *, addressing_style: str = "auto", lock: ObjectLock | None = None
+    location: StorageLocation | str,
+    *,
+    addressing_style: str = "auto",
+    lock: ObjectLock | None = None,
+    access: S3Access | None = None,
 ) -> ObjectStore:
     """The backend for ``location``; S3 settings come from boto3's environment variables.
 
     With ``lock`` (S3_OBJECT_LOCK, for the backup store) every object is written locked, and
-    the store's check fails where the lock cannot be honoured.
+    the store's check fails where the lock cannot be honoured. ``access`` replaces boto3's
+    variables (the copy destination's own credentials).
     """
     if isinstance(location, str):
         location = StorageLocation.parse(location)
     if location.scheme == "s3":
         from jobs.storage.s3 import S3Store
 
-        return S3Store(location.container, addressing_style=addressing_style, prefix=location.prefix, lock=lock)
+        return S3Store(
+            location.container, addressing_style=addressing_style, prefix=location.prefix, lock=lock, access=access
+        )
     from jobs.storage.local import LocalStore
 
     return LocalStore(location.container, lock_requested=lock is not None)

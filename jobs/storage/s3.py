@@ -24,6 +24,7 @@ import structlog
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jobs.storage.access import S3Access
 from jobs.storage.base import (
     MAX_PARTS,
     MIN_PART_SIZE,
@@ -84,7 +85,11 @@ def put_options(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return options
 
 
-def make_client(addressing_style: str = "auto") -> S3Client:
+def make_client(addressing_style: str = "auto", access: S3Access | None = None) -> S3Client:
+    """An S3 client from boto3's variables, or from ``access`` where it sets a field.
+
+    With its own access key, ``access`` never takes the endpoint from the environment.
+    """
     config = Config(
         s3={"addressing_style": addressing_style},  # type: ignore[arg-type]
         retries={"mode": "standard", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)},
@@ -95,7 +100,19 @@ def make_client(addressing_style: str = "auto") -> S3Client:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.session.Session().client("s3", config=config)
+    if access is None:
+        return boto3.session.Session().client("s3", config=config)
+    if access.access_key_id:
+        # Another account's keys must not reach the primary's AWS_ENDPOINT_URL_S3: no endpoint means AWS.
+        config = config.merge(Config(ignore_configured_endpoint_urls=True))  # type: ignore[call-arg]  # botocore >= 1.31; stubs lag
+    return boto3.session.Session().client(
+        "s3",
+        config=config,
+        aws_access_key_id=access.access_key_id or None,
+        aws_secret_access_key=access.secret_access_key or None,
+        region_name=access.region or None,
+        endpoint_url=access.endpoint_url or None,
+    )
 
 
 class S3Upload(Upload):
@@ -257,10 +274,12 @@ class S3Store(ObjectStore):
         client: S3Client | None = None,
         prefix: str = "",
         lock: ObjectLock | Literal["env"] | None = None,
+        access: S3Access | None = None,
     ):
         self.bucket = bucket
-        self.client = client or make_client(addressing_style)
-        self.put_options = put_options()
+        self.client = client or make_client(addressing_style, access)
+        # S3_SSE and S3_STORAGE_CLASS name the primary provider's options; a store with its own access: its defaults.
+        self.put_options = put_options() if access is None else {}
         self.prefix = prefix.strip("/")
         self._conditional: bool | None = None
         self.lock = object_lock_from_env() if lock == "env" else lock

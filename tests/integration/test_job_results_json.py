@@ -19,6 +19,7 @@ from rq.serializers import JSONSerializer
 from jobs import registry
 from jobs.audio import process_audio
 from jobs.backup import LOCK_KEY, run_backup
+from jobs.copy import copy_backup
 from jobs.diagnostics import ping
 from jobs.migrate import run_migrations
 from jobs.retention import prune_backups, purge_rows
@@ -84,6 +85,7 @@ def run_each_job(database_url: str, tmp_path: Path) -> dict[str, list[Any]]:
         "jobs.retention.purge_rows": lambda: [purge_rows(dry_run=True), purge_rows()],
         "jobs.staleness.check_stale_backups": lambda: [check_stale_backups()],
         "jobs.summary.send_weekly_summary": lambda: [send_weekly_summary()],
+        "jobs.copy.copy_backup": lambda: [copy_backup(key=backup["key"])],
     }
     return {func: run() for func, run in runs.items()}
 

@@ -43,6 +43,7 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     "jobs.retention.purge_rows": [{}, {"dry_run": True}],
     "jobs.staleness.check_stale_backups": [{}],
     "jobs.summary.send_weekly_summary": [{}],
+    "jobs.copy.copy_backup": [{"key": "pg/production/app/2026/01/02/app-20260102T030405Z.dump.zst"}],
 }
 
 

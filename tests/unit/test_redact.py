@@ -26,6 +26,8 @@ SENTINELS = {
     "HEALTHCHECK_PING_URL": "0f8c2b7e-ping-sentinel-4d3a-9e11",
     "ALERT_URLS": "123456789:AAHsentinelBotToken11",
     "ALERT_URLS_MAIL": "mail-sentinel-pw-12",
+    "BACKUP_COPY_AWS_SECRET_ACCESS_KEY": "copy-secret-sentinel-13",
+    "BACKUP_COPY_AWS_ENDPOINT_URL_S3": "copy-endpoint-sentinel-14",
 }
 
 
@@ -43,6 +45,8 @@ def configured(identity_file: str = "") -> dict[str, str]:
         "AWS_ENDPOINT_URL_S3": f"https://minio:{e['AWS_ENDPOINT_URL_S3']}@s3.example.com",
         "ALERT_WEBHOOK_URL": f"https://hooks.slack.com/services/{SENTINELS['ALERT_WEBHOOK_URL']}",
         "HEALTHCHECK_PING_URL": f"https://hc-ping.com/{SENTINELS['HEALTHCHECK_PING_URL']}",
+        "BACKUP_COPY_AWS_SECRET_ACCESS_KEY": SENTINELS["BACKUP_COPY_AWS_SECRET_ACCESS_KEY"],
+        "BACKUP_COPY_AWS_ENDPOINT_URL_S3": f"https://b2:{e['BACKUP_COPY_AWS_ENDPOINT_URL_S3']}@s3.example.net",
         "ALERT_URLS": f"tgram://{SENTINELS['ALERT_URLS']}/12345 mailto://ops:{e['ALERT_URLS_MAIL']}@mail.example.com",
     }
     if identity_file:

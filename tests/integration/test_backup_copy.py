@@ -1,0 +1,95 @@
+"""The second destination: a real backup on moto copied to rclone's S3 server with its own credentials."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+import redis
+from rq import Queue
+
+from jobs.backup import backup_database
+from jobs.catalog import read_catalog
+from jobs.copy import COPY_JOB, copy_backup
+from jobs.copy_config import CopyConfig
+from jobs.storage import StorageLocation, open_store
+from jobs.storage.access import S3Access
+from jobs.storage.s3 import make_client
+from railyard.errors import PermanentError
+from railyard.serializer import rq_serializer
+from railyard.settings import Settings
+from tests.conftest import RCLONE_TEST_ENV
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def copy_url(rclone_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bucket on rclone's S3 server, reached only through the BACKUP_COPY_AWS_* variables."""
+    env = {
+        "BACKUP_COPY_AWS_ACCESS_KEY_ID": RCLONE_TEST_ENV["AWS_ACCESS_KEY_ID"],
+        "BACKUP_COPY_AWS_SECRET_ACCESS_KEY": RCLONE_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+        "BACKUP_COPY_AWS_REGION": "us-east-1",
+        "BACKUP_COPY_AWS_ENDPOINT_URL_S3": rclone_endpoint,
+    }
+    name = f"ry-copy-{uuid.uuid4().hex[:12]}"
+    make_client(
+        "path",
+        S3Access(
+            env["BACKUP_COPY_AWS_ACCESS_KEY_ID"], env["BACKUP_COPY_AWS_SECRET_ACCESS_KEY"], "us-east-1", rclone_endpoint
+        ),
+    ).create_bucket(Bucket=name)
+    for key, value in {**env, "BACKUP_COPY_STORAGE_URL": f"s3://{name}/offsite"}.items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{name}/offsite"
+
+
+@pytest.fixture
+def primary(database_url: str, bucket: str, redis_url: str, copy_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings with the primary on moto (boto3's AWS_* variables) and the copy configured."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t AS SELECT i, md5(i::text) AS v FROM generate_series(1, 2000) AS i")
+    env = {"DATABASE_URL": database_url, "BACKUP_STORAGE_URL": f"s3://{bucket}/pg", "REDIS_URL": redis_url}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings.from_env()
+
+
+def _copy_store(copy_url: str):  # type: ignore[no-untyped-def]
+    config = CopyConfig.from_env()
+    assert config is not None and copy_url == config.storage_url
+    return open_store(config.location, addressing_style="path", access=config.access)
+
+
+def test_a_backup_is_copied_after_its_manifest_commits(primary: Settings, copy_url: str) -> None:
+    """The backup enqueues its copy; the copy job verifies it and writes the copy's own manifest."""
+    manifest = backup_database(primary)
+    queue = Queue("backup", connection=redis.Redis.from_url(primary.redis_url), serializer=rq_serializer("pickle"))
+    jobs = [queue.fetch_job(job_id) for job_id in queue.job_ids]
+    assert [(COPY_JOB, {"key": manifest.key})] == [(j.func_name, j.kwargs) for j in jobs if j is not None]
+
+    result = copy_backup(manifest.key)
+
+    store, location = _copy_store(copy_url), StorageLocation.parse(copy_url)
+    catalog = read_catalog(store, location)
+    assert [] == catalog.problems
+    assert [(manifest.id, manifest.sha256, manifest.size)] == [(m.id, m.sha256, m.size) for m in catalog.backups]
+    copied = catalog.backups[0]
+    assert copied.key == result["key"] == "offsite/" + manifest.key.removeprefix("pg/")
+    assert {**manifest.__dict__, "key": copied.key} == copied.__dict__
+    assert True is copy_backup(manifest.key)["already_copied"]  # a retry after success changes nothing
+
+
+def test_a_corrupted_source_is_refused_and_no_copy_manifest_is_written(primary: Settings, copy_url: str) -> None:
+    manifest = backup_database(primary)
+    bucket = StorageLocation.parse(primary.backup_storage_url).container
+    original = open_store(primary.backup_storage_url, addressing_style="path").get_bytes(manifest.key)
+    corrupted = bytes([original[0] ^ 0xFF]) + original[1:]  # same size: only the checksum can tell
+    make_client("path").put_object(Bucket=bucket, Key=manifest.key, Body=corrupted)
+
+    with pytest.raises(PermanentError, match=r"does not match backup .*manifest.*no copy manifest was written"):
+        copy_backup(manifest.key)
+
+    store = _copy_store(copy_url)
+    assert [] == [o.key for o in store.list("offsite/")]
