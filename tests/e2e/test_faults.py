@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import psycopg
 import pytest
@@ -89,7 +90,18 @@ def backup_under_way(start_worker, redis_url, database_url, s3, *, defaults: boo
     worker = start_worker(env, () if defaults else FAST_CLEANUP_ARGS)
     job_id = enqueue_plain(redis_url, "backup", "jobs.backup.run_backup")
     started = worker.wait_for(lambda line: line.get("event") == "backup_started", timeout_s=60)
+    wait_for_upload(s3, started["key"])
     return worker, env, job_id, started["key"]
+
+
+def wait_for_upload(s3: dict[str, str], key: str, timeout_s: float = 60) -> None:
+    """Until the backup's multipart upload exists: a kill from then on leaves it incomplete."""
+    with mock.patch.dict(os.environ, {"AWS_ENDPOINT_URL_S3": s3["AWS_ENDPOINT_URL_S3"]}):
+        store, location = store_for(s3)
+        deadline = time.monotonic() + timeout_s
+        while key not in [u.key for u in store.list_incomplete_uploads(location.key())]:
+            assert time.monotonic() < deadline, f"no upload of {key} began within {timeout_s}s"
+            time.sleep(0.2)
 
 
 RESCUE_DEADLINE_S = 120  # the promise: a killed worker's job is retried or failed within 2 minutes
