@@ -108,8 +108,6 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, 
             found.extend([userinfo, *userinfo.split(":", 1)])
     for name in TOKEN_URL_VARIABLES:
         found.extend(url_tokens(env.get(name, "")))
-    for entry in env.get("ALERT_URLS", "").split():  # Apprise URLs carry their tokens anywhere in the URL
-        found.extend(url_tokens(entry))
     found.extend(_identity_file_secrets(env.get("BACKUP_ENCRYPTION_IDENTITY_FILE", "")))
     identity = env.get("BACKUP_ENCRYPTION_IDENTITY", "")
     found.extend(line.strip() for line in identity.splitlines() if line.strip().startswith("AGE-SECRET-KEY-"))
