@@ -60,7 +60,7 @@ class MigrationConfig:
         retries_raw = env.get("MIGRATION_LOCK_RETRIES", "").strip()
         retries = LOCK_RETRIES
         if retries_raw:
-            if retries_raw.isdigit():
+            if retries_raw.isascii() and retries_raw.isdigit():
                 retries = int(retries_raw)
             else:
                 problems.append(f"MIGRATION_LOCK_RETRIES={retries_raw!r} is not a whole number >= 0; e.g. 4")

@@ -98,7 +98,7 @@ class AcceptSpec:
         for raw in values:
             namespace, _, number = raw.strip().rpartition(":")
             namespace = namespace or APP
-            if namespace not in NAMESPACES or not number.isdigit():
+            if namespace not in NAMESPACES or not (number.isascii() and number.isdigit()):
                 raise PermanentError(
                     f"--accept-checksum {raw!r} is not a migration number; use e.g. 3, or railyard:1 for Railyard's"
                 )

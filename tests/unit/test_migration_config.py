@@ -64,3 +64,10 @@ def test_every_problem_at_once() -> None:
         "MIGRATION_LOCK_RETRIES='many' is not a whole number >= 0; e.g. 4",
         "MIGRATE_COMMAND cannot be split into arguments (No closing quotation); check its quotes",
     ] == caught.value.problems
+
+
+@pytest.mark.parametrize("raw", ["\u00b9", "\uff12", "\u0663"])
+def test_lock_retries_in_digits_other_than_ascii_are_a_problem(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        MigrationConfig.from_env({"MIGRATION_LOCK_RETRIES": raw})
+    assert [f"MIGRATION_LOCK_RETRIES={raw!r} is not a whole number >= 0; e.g. 4"] == caught.value.problems
