@@ -12,6 +12,7 @@ target database is left as it was.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import shutil
 import tempfile
@@ -24,14 +25,14 @@ import structlog
 import zstandard
 
 from jobs import childproc, parallel_restore, restore_plan, restore_script
-from jobs.catalog import Manifest, find_backup
+from jobs.catalog import Manifest
+from jobs.destinations import PRIMARY, find_everywhere
 from jobs.encryption import EncryptionConfig, decrypt_chunks
 from jobs.pgtools import PgTarget, PgTool, find_tool, server_major
 from jobs.production_guard import check_restore_target
-from jobs.series import default_series
-from jobs.storage import ObjectStore, StorageLocation, open_store
+from jobs.storage import ObjectStore
 from railyard.conninfo import Conninfo, password_forms
-from railyard.errors import PermanentError, RetryableError
+from railyard.errors import NotFoundError, PermanentError, RetryableError
 from railyard.redact import redactor
 from railyard.settings import Settings
 
@@ -42,6 +43,10 @@ HOLD_BACK_BYTES = 64 * 1024
 ProgressCallback = Callable[[int, float], None]
 
 
+class DumpUnreadableError(PermanentError):
+    """The stored dump is missing, fails its checksum, or is corrupt or truncated: another copy may not be."""
+
+
 @dataclass(frozen=True)
 class RestoreResult:
     backup_id: str
@@ -49,6 +54,7 @@ class RestoreResult:
     target: str  # redacted URL
     bytes: int
     duration_s: float
+    source: str = PRIMARY  # the destination it was read from: "primary" or "copy"
 
 
 def restore_backup(
@@ -65,19 +71,24 @@ def restore_backup(
     Conninfo.parse(target_url, "the restore target (RESTORE_TARGET_URL)")  # a clear error before anything connects
     target = PgTarget(target_url)
     check_restore_target(settings, target, force_production=force_production)
-    location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style)
-    manifest = find_backup(
-        store,
-        location,
-        backup_id,
-        environment=settings.environment,
-        database=database,
-        default_series=default_series(settings),
-    )
-    identity = EncryptionConfig.from_env().identity if manifest.encryption else None
+    found = find_everywhere(settings, backup_id, database=database)
     tuning = restore_plan.RestoreTuning.from_env(jobs=jobs)
-    return restore_manifest(store, manifest, target, identity=identity, on_progress=on_progress, tuning=tuning)
+    for attempt, place in enumerate(found):
+        manifest = place.manifest
+        identity = EncryptionConfig.from_env().identity if manifest.encryption else None
+        if place.where != PRIMARY:
+            log.warning("restore_from_copy", id=manifest.id, destination=place.where, key=manifest.key)
+        try:
+            result = restore_manifest(
+                place.destination.store, manifest, target, identity=identity, on_progress=on_progress, tuning=tuning
+            )
+        except DumpUnreadableError as exc:
+            if attempt + 1 == len(found):
+                raise
+            log.warning("restore_source_failed", id=manifest.id, destination=place.where, error=str(exc))
+            continue
+        return dataclasses.replace(result, source=place.where)
+    raise AssertionError("find_everywhere returns at least one place")
 
 
 def restore_manifest(
@@ -238,20 +249,22 @@ def _feed(
             try:
                 data = held + decompressor.decompress(chunk)
             except zstandard.ZstdError as exc:
-                raise PermanentError(
+                raise DumpUnreadableError(
                     f"backup {manifest.id} is corrupt: {exc}; restore aborted, target unchanged"
                 ) from exc
             held = data[-HOLD_BACK_BYTES:]
             sink.write(data[: len(data) - len(held)])
     except BrokenPipeError as exc:
         raise _InputClosed from exc
+    except NotFoundError as exc:
+        raise DumpUnreadableError(f"the dump of backup {manifest.id} is missing: {exc}; target unchanged") from exc
     if stored != manifest.size or digest.hexdigest() != manifest.sha256:
-        raise PermanentError(
+        raise DumpUnreadableError(
             f"backup {manifest.id} failed its checksum (sha256 {digest.hexdigest()[:16]}..., {stored} bytes; "
             f"manifest says {manifest.sha256[:16]}..., {manifest.size} bytes); restore aborted, target unchanged"
         )
     if not decompressor.eof:
-        raise PermanentError(f"backup {manifest.id} is truncated; restore aborted, target unchanged")
+        raise DumpUnreadableError(f"backup {manifest.id} is truncated; restore aborted, target unchanged")
     try:
         sink.write(held)
     except BrokenPipeError as exc:

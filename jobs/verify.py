@@ -23,12 +23,12 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from jobs.catalog import VERIFIED_SUFFIX, Manifest, find_backup, read_catalog
+from jobs.catalog import VERIFIED_SUFFIX, Manifest, read_catalog
+from jobs.destinations import PRIMARY, Found, destinations, find_everywhere
 from jobs.encryption import EncryptionConfig
 from jobs.pgtools import PgTarget
-from jobs.restore import restore_manifest
-from jobs.series import default_series
-from jobs.storage import ObjectStore, StorageLocation, open_store
+from jobs.restore import DumpUnreadableError, restore_manifest
+from jobs.storage import ObjectStore, StorageLocation
 from railyard.alerts import Alert, send_alert
 from railyard.conninfo import conninfo_problems
 from railyard.errors import ConfigError, LockBusyError, PermanentError, RailyardError
@@ -67,6 +67,7 @@ class Verification:
     mismatches: list[Mismatch] = field(default_factory=list)
     error: str | None = None
     series: str | None = None  # the backup's series; markers written before series lack it
+    source: str = PRIMARY  # the destination whose dump was restored: "primary" or "copy"
 
     @property
     def passed(self) -> bool:
@@ -133,6 +134,20 @@ def verify_manifest(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Verification:
     """Restore ``manifest`` into a scratch database on ``server`` and check it; record the outcome."""
+    return _verify(store, manifest, server, identity=identity, clock=clock)[0]
+
+
+def _verify(
+    store: ObjectStore,
+    manifest: Manifest,
+    server: PgTarget,
+    *,
+    identity: str | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    source: str = PRIMARY,
+) -> tuple[Verification, bool]:
+    """The verification, and whether it failed because the dump itself could not be read."""
+    unreadable = False
     started = clock()
     t0 = time.monotonic()
     name = scratch_name(manifest.id)
@@ -163,6 +178,7 @@ def verify_manifest(
                 conn.execute("ANALYZE")
         except PermanentError as exc:
             error = str(exc)
+            unreadable = isinstance(exc, DumpUnreadableError)
         finally:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     result = Verification(
@@ -176,6 +192,7 @@ def verify_manifest(
         tables_compared=len(manifest.row_counts or {}),
         mismatches=mismatches,
         error=error,
+        source=source,
     )
     _record(store, manifest, result)
     event = log.info if result.passed else log.error
@@ -187,8 +204,9 @@ def verify_manifest(
         mismatches=len(mismatches),
         duration_s=result.duration_s,
         error=error,
+        destination=source,
     )
-    return result
+    return result, unreadable
 
 
 def _record(store: ObjectStore, manifest: Manifest, result: Verification) -> None:
@@ -239,34 +257,70 @@ def verify_server(settings: Settings, environ: Mapping[str, str] | None = None) 
 
 
 def verify_backups(settings: Settings, backup_id: str | None = None, database: str | None = None) -> list[Verification]:
-    """Verify one backup, or the newest backup of each database when no id is given."""
+    """Verify one backup, or the newest backup of each database when no id is given.
+
+    A backup whose primary dump is missing or fails its checksum is verified from the copy.
+    """
     server = verify_server(settings)
-    location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style)
     if backup_id:
-        chosen = [
-            find_backup(
-                store,
-                location,
-                backup_id,
-                environment=settings.environment,
-                database=database,
-                default_series=default_series(settings),
-            )
-        ]
+        chosen = [find_everywhere(settings, backup_id, database=database)]
     else:
-        catalog = read_catalog(store, location, environment=settings.environment, series=database)
-        now = datetime.now(UTC)
-        chosen = [m for name in catalog.series_names() if (m := catalog.newest(name, now)) is not None]
+        chosen = newest_everywhere(settings, database)
         if not chosen:
-            raise PermanentError(f"no backups to verify at {location} for environment {settings.environment!r}")
+            raise PermanentError(
+                f"no backups to verify at {settings.backup_storage_url} for environment {settings.environment!r}"
+            )
     encryption = EncryptionConfig.from_env()
-    results = [verify_manifest(store, m, server, identity=encryption.identity) for m in chosen]
+    results = [_verify_first_readable(places, server, encryption.identity) for places in chosen]
     for r in results:
         if not r.passed:
             summary = f"verification of backup {r.backup_id} failed: {describe_failures([r])}"
             send_alert(Alert("verification_failed", summary, settings.environment, asdict(r)))
     return results
+
+
+def newest_everywhere(settings: Settings, database: str | None) -> list[list[Found]]:
+    """The newest backup of each series across the destinations, each with every destination that has it."""
+    now = datetime.now(UTC)
+    newest: dict[str, list[Found]] = {}
+    errors: list[RailyardError] = []
+    places_to_read = destinations(settings)
+    for destination in places_to_read:
+        try:
+            catalog = read_catalog(
+                destination.store, destination.location, environment=settings.environment, series=database
+            )
+        except RailyardError as exc:
+            log.warning("destination_unreadable", destination=destination.name, reason=str(exc))
+            errors.append(exc)
+            if len(errors) == len(places_to_read):
+                raise errors[0] from exc
+            continue
+        for name in catalog.series_names():
+            manifest = catalog.newest(name, now)
+            if manifest is None:
+                continue
+            places = newest.setdefault(name, [])
+            best = places[0].manifest if places else None
+            if best is None or (manifest.finished, manifest.id) > (best.finished, best.id):
+                newest[name] = [Found(destination, manifest)]
+            elif manifest.id == best.id:
+                places.append(Found(destination, manifest))
+    return [newest[name] for name in sorted(newest)]
+
+
+def _verify_first_readable(places: list[Found], server: PgTarget, identity: str | None) -> Verification:
+    """Verify from the first destination whose dump can be read; the last one's outcome stands."""
+    for attempt, place in enumerate(places):
+        if place.where != PRIMARY:
+            log.warning("verify_from_copy", id=place.manifest.id, destination=place.where)
+        result, unreadable = _verify(
+            place.destination.store, place.manifest, server, identity=identity, source=place.where
+        )
+        if not (unreadable and attempt + 1 < len(places)):
+            return result
+        log.warning("verify_source_failed", id=place.manifest.id, destination=place.where, error=result.error)
+    raise AssertionError("every backup is found in at least one destination")
 
 
 def describe_failures(results: list[Verification]) -> str:

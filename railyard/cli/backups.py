@@ -16,6 +16,7 @@ from jobs.backup import backup_all_databases, backup_database
 from jobs.backup_config import BackupOptions
 from jobs.catalog import Manifest, find_backup, read_catalog
 from jobs.client import enqueue_backup
+from jobs.copy_config import CopyConfig
 from jobs.pgtools import PgTarget
 from jobs.restore import restore_backup
 from jobs.series import default_series, resolve_source, url_source
@@ -24,7 +25,7 @@ from jobs.verify import describe_failures, read_verifications, verify_backups
 from railyard import progress
 from railyard.cli.context import CliContext
 from railyard.conninfo import Conninfo, password_forms
-from railyard.errors import LockBusyError
+from railyard.errors import LockBusyError, RailyardError, one_line
 from railyard.settings import Settings
 
 # `backup --enqueue` when this period's backup is already queued: not an error, but nothing was done.
@@ -237,25 +238,65 @@ def list_command(obj: CliContext, database: str | None, all_environments: bool, 
     found = [m for m in catalog.backups if database is None or m.series_name == database]
     problems = [p for p in catalog.problems if database is None or p.series == database]
     verified = read_verifications(store, location)
+    copies = _copied(settings, environment)
+    if copies is not None:
+        primary_ids = {(m.environment, m.id) for m in found}
+        found += [
+            m for key, m in copies.items() if key not in primary_ids and (database is None or m.series_name == database)
+        ]
+        found.sort(key=lambda m: (m.finished, m.id), reverse=True)
+    where = {
+        m.id: _where(m, primary_ids={(p.environment, p.id) for p in catalog.backups}, copies=copies) for m in found
+    }
     if as_json:
         for problem in problems:
             click.echo(f"warning: {problem.kind} manifest not used: {problem.reason}", err=True)
-        click.echo(json.dumps([{**_summary(m), "verification": verified.get(m.key)} for m in found], indent=2))
+        click.echo(
+            json.dumps(
+                [{**_summary(m), "verification": verified.get(m.key), "where": where[m.id]} for m in found], indent=2
+            )
+        )
         return
     if not found and not problems:
         click.echo(f"no backups at {location} for environment {settings.environment!r}", err=True)
         return
     if found:
-        click.echo(f"{'ID':<40} {'SERIES':<20} {'FINISHED (UTC)':<20} {'SIZE':>10}  VERIFIED")
+        click.echo(f"{'ID':<40} {'SERIES':<20} {'FINISHED (UTC)':<20} {'SIZE':>10}  {'WHERE':<8} VERIFIED")
     for m in found:
         finished = m.finished.strftime("%Y-%m-%d %H:%M:%S")
         marker = verified.get(m.key)
         status = f"{marker['result']} {marker['verified_at'][:10]}" if marker else "-"
-        click.echo(f"{m.id:<40} {m.series_name:<20} {finished:<20} {progress.human_bytes(m.size):>10}  {status}")
+        size = progress.human_bytes(m.size)
+        click.echo(f"{m.id:<40} {m.series_name:<20} {finished:<20} {size:>10}  {where[m.id]:<8} {status}")
     if problems:
         click.echo("not used (never restored, verified or deleted):")
     for problem in problems:
         click.echo(f"  {problem.kind:<8} {problem.key}: {problem.reason}")
+
+
+def _copied(settings: Settings, environment: str | None) -> dict[tuple[str, str], Manifest] | None:
+    """The usable backups at BACKUP_COPY_STORAGE_URL by (environment, id), or None without a copy."""
+    config = CopyConfig.from_env()
+    if config is None:
+        return None
+    store = open_store(config.location, addressing_style=settings.s3_addressing_style, access=config.access)
+    try:
+        catalog = read_catalog(store, config.location, environment=environment)
+    except RailyardError as exc:
+        click.echo(f"warning: the copy at {config.location} cannot be read: {one_line(exc)}", err=True)
+        return {}
+    return {(m.environment, m.id): m for m in catalog.backups}
+
+
+def _where(
+    manifest: Manifest, *, primary_ids: set[tuple[str, str]], copies: dict[tuple[str, str], Manifest] | None
+) -> str:
+    """``primary``, ``copy`` or ``both``: where a usable copy of the backup exists."""
+    key = (manifest.environment, manifest.id)
+    in_copy = copies is not None and key in copies and copies[key].sha256 == manifest.sha256
+    if key in primary_ids:
+        return "both" if in_copy else "primary"
+    return "copy"
 
 
 @backups.command("show")
@@ -335,7 +376,10 @@ def restore(
             jobs=jobs,
         )
     size = progress.human_bytes(result.bytes)
-    click.echo(f"restored {result.backup_id} into {result.target} ({size} in {result.duration_s:.1f}s)")
+    from_copy = (
+        " from the copy (the primary's dump was missing or failed its checksum)" if result.source != "primary" else ""
+    )
+    click.echo(f"restored {result.backup_id}{from_copy} into {result.target} ({size} in {result.duration_s:.1f}s)")
 
 
 @click.command()
@@ -355,7 +399,10 @@ def verify(obj: CliContext, backup_id: str | None, database: str | None, as_json
         click.echo(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
     else:
         for r in results:
-            click.echo(f"{r.result:<7} {r.backup_id}  {r.tables_compared} tables compared in {r.duration_s:.1f}s")
+            from_copy = " (from the copy)" if r.source != "primary" else ""
+            click.echo(
+                f"{r.result:<7} {r.backup_id}{from_copy}  {r.tables_compared} tables compared in {r.duration_s:.1f}s"
+            )
     failed = [r for r in results if not r.passed]
     if failed:
         click.echo(f"error: verification failed: {describe_failures(failed)}", err=True)
