@@ -107,6 +107,10 @@ def _register() -> None:
     cli.add_command(retention.prune)
     cli.add_command(retention.retention)
 
+    from railyard.cli import web
+
+    cli.add_command(web.web)
+
 
 _register()
 

@@ -9,15 +9,13 @@ from zoneinfo import ZoneInfo
 import click
 import redis
 
-from jobs import registry
 from railyard.cli.context import CliContext
-from scheduler import overview, runs, trigger
-from scheduler.config import ScheduleConfig
-from scheduler.schedule import Entry, build_schedule, targets_from_settings
+from scheduler import manual, overview
+from scheduler.schedule import Entry
 
 
 def _declared(obj: CliContext) -> tuple[Entry, ...]:
-    return build_schedule(ScheduleConfig.from_env(), targets_from_settings(obj.settings), registry.REGISTRY)
+    return manual.declared(obj.settings)
 
 
 def _when(moment: datetime, zone: str) -> str:
@@ -78,18 +76,8 @@ def list_entries(obj: CliContext, as_json: bool) -> None:
 @click.pass_obj
 def run_entry(obj: CliContext, entry_id: str) -> None:
     """Enqueue entry ID's job now, unless its work for the current period is already enqueued."""
-    declared = _declared(obj)
-    environment, serializer = obj.settings.environment, obj.settings.serializer
-    connection = redis.Redis.from_url(obj.settings.redis_url)
-    try:
-        entry = overview.find_entry(connection, declared, entry_id, environment=environment, serializer=serializer)
-        result = trigger.fire(
-            connection, entry, environment=environment, now=datetime.now(UTC), reason="manual", serializer=serializer
-        )
-        outcome = runs.job_outcome(connection, result.job_id, serializer=serializer)
-    finally:
-        connection.close()
+    result = manual.run_now(obj.settings, entry_id, datetime.now(UTC))
     if result.enqueued:
-        click.echo(f"enqueued {result.job_id} ({entry.func})")
+        click.echo(f"enqueued {result.job_id} ({result.entry.func})")
     else:
-        click.echo(f"already enqueued for this period: {result.job_id} ({outcome}); nothing new enqueued")
+        click.echo(f"already enqueued for this period: {result.job_id} ({result.outcome}); nothing new enqueued")
