@@ -83,7 +83,8 @@ def test_every_page_shows_what_status_and_backups_list_report_and_no_secret(know
     queues = pages["/queues"].text
     assert "<td>RuntimeError: connect failed, password ***</td>" in queues and "x.py" not in queues
     assert re.search(
-        r"<td>prune-backups</td><td>jobs\.retention\.prune_backups</td>.*<td>not registered</td>", pages["/schedule"].text
+        r"<td>prune-backups</td><td>jobs\.retention\.prune_backups</td>.*<td>not registered</td>",
+        pages["/schedule"].text,
     )
     assert b"railyard_backup_size_bytes" in client.get("/metrics").content
     assert [] == [path for path, r in pages.items() if SECRET in r.text]
@@ -125,3 +126,15 @@ def test_web_refuses_a_public_address_without_a_password(monkeypatch) -> None:
     result = CliRunner().invoke(cli, ["web", "--host", "0.0.0.0"])  # noqa: S104 (the address under test)
     assert 2 == result.exit_code
     assert "RAILYARD_WEB_PASSWORD" in result.output
+
+
+def test_run_now_enqueues_the_entry_once_per_period(known, redis_conn: redis.Redis) -> None:
+    client = _client(known)
+    token = _csrf(client.get("/schedule").text)
+    first = client.post("/schedule/prune-backups/run", data={"csrf": token})
+    second = client.post("/schedule/prune-backups/run", data={"csrf": token})
+    assert "(jobs.retention.prune_backups)" in first.text and "enqueued " in first.text
+    assert "already enqueued for this period" in second.text
+    assert ["jobs.retention.prune_backups"] == [
+        j.func_name for j in Queue("retention", connection=redis_conn).get_jobs()
+    ]
