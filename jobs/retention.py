@@ -14,9 +14,10 @@ from typing import Any
 import psycopg
 
 from jobs import purge, registry
+from jobs.copy_config import CopyConfig
 from jobs.prune import PruneReport, prune
 from jobs.purge_config import config_from_env
-from jobs.retention_config import backup_policy_from_env
+from jobs.retention_config import backup_policy_from_env, copy_policy_from_env
 from jobs.series import lock_probe
 from jobs.storage import StorageLocation, object_lock_from_env, open_store
 from railyard.errors import RetryableError
@@ -29,8 +30,12 @@ BUDGET_MARGIN_S = 300
 
 
 def prune_backups(dry_run: bool = False) -> dict[str, Any]:
-    """Apply the backup retention policy (BACKUP_KEEP_*) to this environment's backups."""
-    return run_prune(Settings.from_env(), dry_run=dry_run).to_dict()
+    """Apply the backup retention policy (BACKUP_KEEP_*) to this environment's backups, and the
+    copy's policy (BACKUP_COPY_KEEP_*) to the copy's (``copy``: None without BACKUP_COPY_STORAGE_URL)."""
+    settings = Settings.from_env()
+    report = run_prune(settings, dry_run=dry_run).to_dict()
+    copied = run_copy_prune(settings, dry_run=dry_run)
+    return {**report, "copy": copied.to_dict() if copied else None}
 
 
 def purge_rows(dry_run: bool = False) -> dict[str, Any]:
@@ -54,6 +59,28 @@ def run_prune(
         location,
         environment=settings.environment,
         policy=policy,
+        now=now or datetime.now(UTC),
+        dry_run=dry_run,
+        series_lock=lock_probe(settings, environ),
+    )
+
+
+def run_copy_prune(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PruneReport | None:
+    """Prune the copy destination with its own policy; None when BACKUP_COPY_STORAGE_URL is unset."""
+    config = CopyConfig.from_env(environ)
+    if config is None:
+        return None
+    return prune(
+        open_store(config.location, addressing_style=settings.s3_addressing_style, access=config.access),
+        config.location,
+        environment=settings.environment,
+        policy=copy_policy_from_env(environ),
         now=now or datetime.now(UTC),
         dry_run=dry_run,
         series_lock=lock_probe(settings, environ),

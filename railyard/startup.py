@@ -25,7 +25,7 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
     from jobs.encryption import EncryptionConfig
     from jobs.migration_config import MigrationConfig
     from jobs.purge_config import CONFIG_VARIABLE, config_from_env
-    from jobs.retention_config import backup_policy_from_env
+    from jobs.retention_config import backup_policy_from_env, copy_policy_from_env
     from jobs.storage.lock import object_lock_from_env
     from railyard.alert_config import AlertConfig
     from railyard.settings import Settings
@@ -58,6 +58,7 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
         ("audio", AudioSettings.from_env),
         ("object lock", object_lock_from_env),
         ("backup copy", CopyConfig.from_env),
+        ("copy retention", copy_policy_from_env),
     ]
 
 

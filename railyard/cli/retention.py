@@ -10,7 +10,7 @@ import redis
 from jobs.client import enqueue
 from jobs.prune import PruneReport
 from jobs.purge import PurgeReport
-from jobs.retention import PRUNE_JOB, PURGE_JOB, run_prune, run_purge
+from jobs.retention import PRUNE_JOB, PURGE_JOB, run_copy_prune, run_prune, run_purge
 from railyard.cli.context import CliContext
 
 DRY_RUN_HELP = "Show what would be deleted; delete nothing."
@@ -34,10 +34,14 @@ def prune(obj: CliContext, dry_run: bool, as_json: bool, to_queue: bool) -> None
         _enqueue(obj, PRUNE_JOB, dry_run)
         return
     report = run_prune(obj.settings, dry_run=dry_run)
+    copied = run_copy_prune(obj.settings, dry_run=dry_run)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps({**report.to_dict(), "copy": copied.to_dict() if copied else None}, indent=2))
     else:
         _print_prune(report)
+        if copied is not None:
+            click.echo("copy (BACKUP_COPY_STORAGE_URL):")
+            _print_prune(copied)
 
 
 def _print_prune(report: PruneReport) -> None:

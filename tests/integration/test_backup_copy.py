@@ -16,6 +16,7 @@ from jobs.catalog import read_catalog
 from jobs.copy import COPY_JOB, copy_backup
 from jobs.copy_config import CopyConfig
 from jobs.restore import restore_backup
+from jobs.retention import prune_backups
 from jobs.storage import StorageLocation, open_store
 from jobs.storage.access import S3Access
 from jobs.storage.s3 import make_client
@@ -153,3 +154,24 @@ def test_restore_drill_corrupted_primary_dump(
     logged = caplog.text + capsys.readouterr().out  # stdlib logging once a CLI run configured it, else stdout
     for event in ("restore_source_failed", "restore_from_copy", "verify_source_failed", "verify_from_copy"):
         assert event in logged
+
+
+def test_each_destination_is_pruned_with_its_own_policy(
+    primary: Settings, copy_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BACKUP_KEEP_LAST=2 at the primary, BACKUP_COPY_KEEP_LAST=1 at the copy (the other rules inherited as 0)."""
+    for rule in ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"):
+        monkeypatch.setenv(f"BACKUP_KEEP_{rule}", "0")
+    monkeypatch.setenv("BACKUP_KEEP_LAST", "2")
+    monkeypatch.setenv("BACKUP_MIN_KEEP", "1")
+    monkeypatch.setenv("BACKUP_COPY_KEEP_LAST", "1")
+    older, newer = backup_database(primary), backup_database(primary)
+    for manifest in (older, newer):
+        copy_backup(manifest.key)
+
+    result = prune_backups()
+
+    assert [newer.id, older.id] == [b["id"] for b in result["keep"]] and [] == result["delete"]
+    assert [newer.id] == [b["id"] for b in result["copy"]["keep"]]
+    assert [older.id] == [b["id"] for b in result["copy"]["delete"]]
+    assert {older.id: "primary", newer.id: "both"} == _list_where(primary)

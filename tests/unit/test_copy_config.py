@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.copy_config import CopyConfig
+from jobs.retention_config import backup_policy_from_env, copy_policy_from_env
 from jobs.storage.access import S3Access
 from railyard.errors import ConfigError
 from railyard.startup import environment_problems
@@ -91,3 +92,19 @@ def test_start_up_lists_copy_problems_with_the_others() -> None:
 def test_the_copy_secret_is_hidden_in_repr() -> None:
     config = CopyConfig.from_env({"BACKUP_COPY_STORAGE_URL": "s3://b", **OWN_KEYS})
     assert "copy-secret-value" not in repr(config)
+
+
+def test_copy_retention_defaults_to_the_primarys_policy_variable_by_variable() -> None:
+    env = {"BACKUP_KEEP_DAILY": "7", "BACKUP_KEEP_WEEKLY": "4", "BACKUP_MIN_KEEP": "2", "BACKUP_COPY_KEEP_WEEKLY": "12"}
+    primary, copy = backup_policy_from_env(env), copy_policy_from_env(env)
+    assert (7, 4, 2) == (primary.daily, primary.weekly, primary.min_keep)
+    assert (7, 12, 2) == (copy.daily, copy.weekly, copy.min_keep)
+    assert primary == copy_policy_from_env({k: v for k, v in env.items() if not k.startswith("BACKUP_COPY_")})
+
+
+def test_copy_retention_problems_name_the_copy_variables() -> None:
+    with pytest.raises(ConfigError) as caught:
+        copy_policy_from_env({"BACKUP_COPY_KEEP_LAST": "many", "BACKUP_COPY_KEEP_WITHIN": "soon"})
+    assert 2 == len(caught.value.problems)
+    assert caught.value.problems[0].startswith("BACKUP_COPY_KEEP_LAST")
+    assert caught.value.problems[1].startswith("BACKUP_COPY_KEEP_WITHIN: ")
