@@ -17,6 +17,7 @@ import redis
 import structlog
 
 from jobs.catalog import Manifest, read_catalog
+from jobs.copy_config import CopyConfig
 from jobs.databases import named_database_urls
 from jobs.pgtools import PgTarget
 from jobs.storage import ObjectStore, StorageLocation, open_store
@@ -115,11 +116,21 @@ def freshness(settings: Settings, config: AlertConfig, now: datetime) -> list[Fr
     return assess(newest, read_verifications(store, location), now, config.stale_after)
 
 
-def describe_stale(item: Freshness, stale_after: timedelta) -> str:
+def copy_freshness(settings: Settings, config: AlertConfig, now: datetime) -> list[Freshness] | None:
+    """Freshness at the copy (BACKUP_COPY_STORAGE_URL), by the same rules; None without a copy."""
+    copy = CopyConfig.from_env()
+    if copy is None:
+        return None
+    store = open_store(copy.location, addressing_style=settings.s3_addressing_style, access=copy.access)
+    newest = newest_backups(store, copy.location, settings.environment, expected_databases(settings), now)
+    return assess(newest, {}, now, config.stale_after)
+
+
+def describe_stale(item: Freshness, stale_after: timedelta, where: str = "") -> str:
     if item.newest is None or item.age is None:
-        return f"database {item.database} has no backup at all"
+        return f"database {item.database} has no backup{where} at all"
     return (
-        f"the newest backup of database {item.database} is {format_duration(item.age)} old "
+        f"the newest backup{where} of database {item.database} is {format_duration(item.age)} old "
         f"(BACKUP_STALE_AFTER is {format_duration(stale_after)}): {item.newest.id}"
     )
 
@@ -139,19 +150,35 @@ def check_stale_backups(
     config = config or AlertConfig.from_env()
     at = (now or (lambda: datetime.now(UTC)))()
     conn = connection or redis.Redis.from_url(settings.redis_url)
+    stale, alerted = _alert_stale(settings, config, conn, at, freshness(settings, config, at), copy=False)
+    result: dict[str, Any] = {"stale": stale, "alerted": alerted}
+    at_copy = copy_freshness(settings, config, at)
+    if at_copy is not None:
+        # A copy that has stopped arriving alerts like a stale backup, under its own event.
+        result["copy_stale"], result["copy_alerted"] = _alert_stale(settings, config, conn, at, at_copy, copy=True)
+    log.info(
+        "stale_check_completed", stale=len(stale), alerted=len(alerted), copy_stale=len(result.get("copy_stale", []))
+    )
+    return result
+
+
+def _alert_stale(
+    settings: Settings, config: AlertConfig, conn: redis.Redis, at: datetime, items: list[Freshness], *, copy: bool
+) -> tuple[list[str], list[str]]:
     alerted, stale = [], []
-    for item in freshness(settings, config, at):
+    for item in items:
         if not item.stale:
             continue
         stale.append(item.database)
         marker = item.newest.id if item.newest else "none"
         period = stale_period(item, at, config.stale_after)
-        key = f"{ALERT_KEY_PREFIX}:{settings.environment}:{item.database}:{marker}:{period}"
+        prefix = f"{ALERT_KEY_PREFIX}:copy" if copy else ALERT_KEY_PREFIX
+        key = f"{prefix}:{settings.environment}:{item.database}:{marker}:{period}"
         ttl_s = int(config.stale_after.total_seconds() * 2) + 86400
         if not conn.set(key, at.isoformat(), nx=True, ex=ttl_s):
             continue
-        summary = describe_stale(item, config.stale_after)
-        send_alert(Alert("backup_stale", summary, settings.environment, item.as_dict()), config)
+        summary = describe_stale(item, config.stale_after, " at the copy" if copy else "")
+        event = "backup_copy_stale" if copy else "backup_stale"
+        send_alert(Alert(event, summary, settings.environment, item.as_dict()), config)
         alerted.append(item.database)
-    log.info("stale_check_completed", stale=len(stale), alerted=len(alerted))
-    return {"stale": stale, "alerted": alerted}
+    return stale, alerted

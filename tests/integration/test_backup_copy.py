@@ -17,15 +17,18 @@ from jobs.copy import COPY_JOB, copy_backup
 from jobs.copy_config import CopyConfig
 from jobs.restore import restore_backup
 from jobs.retention import prune_backups
+from jobs.staleness import check_stale_backups
 from jobs.storage import StorageLocation, open_store
 from jobs.storage.access import S3Access
 from jobs.storage.s3 import make_client
 from jobs.verify import verify_backups
+from railyard.alert_config import AlertConfig
 from railyard.cli import cli
 from railyard.errors import PermanentError
 from railyard.serializer import rq_serializer
 from railyard.settings import Settings
 from tests.conftest import RCLONE_TEST_ENV
+from tests.webhook_server import webhook_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -175,3 +178,23 @@ def test_each_destination_is_pruned_with_its_own_policy(
     assert [newer.id] == [b["id"] for b in result["copy"]["keep"]]
     assert [older.id] == [b["id"] for b in result["copy"]["delete"]]
     assert {older.id: "primary", newer.id: "both"} == _list_where(primary)
+
+
+def test_a_copy_that_stopped_arriving_alerts_like_a_stale_backup(primary: Settings, copy_url: str) -> None:
+    """A fresh primary backup without its copy: the copy is stale (alerted once); once copied, it is not."""
+    manifest = backup_database(primary)
+    conn = redis.Redis.from_url(primary.redis_url)
+    series = manifest.series_name
+    with webhook_server() as hook:
+        config = AlertConfig(webhook_url=hook.url)
+        first = check_stale_backups(settings=primary, config=config, connection=conn)
+        again = check_stale_backups(settings=primary, config=config, connection=conn)
+        copy_backup(manifest.key)
+        copied = check_stale_backups(settings=primary, config=config, connection=conn)
+    assert ([], [series], [series]) == (first["stale"], first["copy_stale"], first["copy_alerted"])
+    assert ([series], []) == (again["copy_stale"], again["copy_alerted"])
+    assert ([], []) == (copied["stale"], copied["copy_stale"])
+    payloads = [json.loads(r.body) for r in hook.received]
+    assert [("backup_copy_stale", f"[railyard development] database {series} has no backup at the copy at all")] == [
+        (p["event"], p["text"]) for p in payloads
+    ]
