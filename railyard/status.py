@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import BaseWorker, Worker
 
-from jobs.staleness import Freshness, describe_stale, freshness
+from jobs.staleness import Freshness, copy_freshness, describe_stale, freshness
 from railyard.alert_config import AlertConfig
 from railyard.durations import format_duration
 from railyard.errors import RailyardError
@@ -37,6 +37,7 @@ class Status:
     failed: dict[str, Any] = field(default_factory=lambda: {"count": 0, "newest": []})
     scheduled: list[dict[str, Any]] = field(default_factory=list)
     backups: list[Freshness] = field(default_factory=list)
+    copies: list[Freshness] | None = None  # freshness at BACKUP_COPY_STORAGE_URL; None without a copy
     errors: list[str] = field(default_factory=list)  # parts that could not be collected
     stale_after_s: int = 0
     redis_read: bool = False
@@ -62,6 +63,7 @@ class Status:
             "failed": self.failed,
             "scheduled": self.scheduled,
             "backups": [b.as_dict() for b in self.backups],
+            "copies": None if self.copies is None else [c.as_dict() for c in self.copies],
             "backup_stale_after_s": self.stale_after_s,
             "worker_last_seen_s": _age_s(self.worker_last_seen, self.generated_at),
         }
@@ -82,6 +84,7 @@ def problems(status: Status) -> list[str]:
                 f"the latest verification of database {item.database} failed "
                 f"({item.verification.get('backup_id')}, {item.verification.get('verified_at', '')[:19]})"
             )
+    found += [describe_stale(item, stale_after, " at the copy") for item in status.copies or [] if item.stale]
     return found
 
 
@@ -191,4 +194,8 @@ def collect(settings: Settings, config: AlertConfig, now: datetime, checks: Stat
         status.backups = freshness(settings, config, now)
     except RailyardError as exc:
         status.errors.append(f"backups could not be listed ({' '.join(str(exc).split())})")
+    try:
+        status.copies = copy_freshness(settings, config, now)
+    except RailyardError as exc:
+        status.errors.append(f"the copy's backups could not be listed ({' '.join(str(exc).split())})")
     return status

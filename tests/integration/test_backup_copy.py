@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from jobs.storage import StorageLocation, open_store
 from jobs.storage.access import S3Access
 from jobs.storage.s3 import make_client
 from jobs.verify import verify_backups
+from railyard import status
 from railyard.alert_config import AlertConfig
 from railyard.cli import cli
 from railyard.errors import PermanentError
@@ -198,3 +200,14 @@ def test_a_copy_that_stopped_arriving_alerts_like_a_stale_backup(primary: Settin
     assert [("backup_copy_stale", f"[railyard development] database {series} has no backup at the copy at all")] == [
         (p["event"], p["text"]) for p in payloads
     ]
+
+
+def test_status_reports_a_missing_copy_as_a_problem(primary: Settings, copy_url: str) -> None:
+    manifest = backup_database(primary)
+    series = manifest.series_name
+    before = status.collect(primary, AlertConfig(), datetime.now(UTC))
+    copy_backup(manifest.key)
+    after = status.collect(primary, AlertConfig(), datetime.now(UTC))
+    assert f"database {series} has no backup at the copy at all" in before.problems()
+    assert [] == [p for p in after.problems() if "copy" in p]
+    assert [(series, manifest.id, False)] == [(c["database"], c["id"], c["stale"]) for c in after.as_dict()["copies"]]
