@@ -24,7 +24,7 @@ import structlog
 
 from jobs.databases import named_database_urls
 from jobs.pgtools import PgTarget
-from railyard.errors import RailyardError
+from railyard.errors import ConfigError, RailyardError
 from railyard.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,6 +46,27 @@ class Source:
     target: PgTarget
     source: str  # "DATABASE_URL", a BACKUP_DATABASE_URLS name, or "--database-url"
     series: str
+
+
+def series_problems(environ: Mapping[str, str]) -> None:
+    """Refuse a BACKUP_DATABASE_URLS name that is DATABASE_URL's series but another database.
+
+    Both would write one series: ``latest``, listing and retention would mix two servers.
+    """
+    named = named_database_urls(environ)
+    main = PgTarget(Settings.from_env(environ).database_url)
+    other = PgTarget(named[main.dbname]) if main.dbname in named else None
+    if other is not None and _address(other) != _address(main):
+        raise ConfigError(
+            [
+                f"BACKUP_DATABASE_URLS names {main.dbname!r}, which is DATABASE_URL's series, but points at "
+                f"{other.safe_url}, not {main.safe_url}: both would write one series; give the entry another name"
+            ]
+        )
+
+
+def _address(target: PgTarget) -> tuple[str, str]:
+    return target.host, target.dbname
 
 
 def default_series(settings: Settings) -> str:

@@ -26,6 +26,7 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
     from jobs.migration_config import MigrationConfig
     from jobs.purge_config import CONFIG_VARIABLE, config_from_env
     from jobs.retention_config import backup_policy_from_env, copy_policy_from_env
+    from jobs.series import series_problems
     from jobs.storage.lock import object_lock_from_env
     from railyard.alert_config import AlertConfig
     from railyard.settings import Settings
@@ -54,6 +55,7 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
         ("backup retention", backup_policy_from_env),
         ("data retention", purge_config),
         ("databases", named_database_urls),
+        ("series", series_problems),
         ("connection strings", connection_strings),
         ("audio", AudioSettings.from_env),
         ("object lock", object_lock_from_env),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,3 +46,23 @@ def test_every_problem_of_every_family_at_once() -> None:
     }
     found = environment_problems(env)
     assert [] == [k for k in env if not any(k in p for p in found)], found
+
+
+def test_a_named_source_that_takes_database_urls_series_for_another_server_is_refused() -> None:
+    """On Railway every database is `railway`: an entry named so, on another server, would share its series."""
+    env = {
+        "DATABASE_URL": "postgresql://u:pw@app.railway.internal:5432/railway",
+        "BACKUP_DATABASE_URLS": "railway=postgresql://u:pw@analytics.railway.internal:5432/railway",
+    }
+    [problem] = [p for p in environment_problems(env) if "BACKUP_DATABASE_URLS" in p]
+    assert problem.startswith("BACKUP_DATABASE_URLS names 'railway', which is DATABASE_URL's series"), problem
+    assert "pw" not in problem.replace("postgresql", "")
+
+
+@pytest.mark.parametrize("entry", ["app=", "railway="])
+def test_a_named_source_for_database_urls_own_database_or_another_name_passes(entry: str) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://u@app.railway.internal:5432/railway",
+        "BACKUP_DATABASE_URLS": entry + "postgresql://u@app.railway.internal:5432/railway",
+    }
+    assert [] == [p for p in environment_problems(env) if "BACKUP_DATABASE_URLS" in p]
