@@ -133,17 +133,7 @@ def restore_manifest(
         argv += ["--exit-on-error", "--no-password", f"--dbname={target.argv_url()}"]
     else:
         argv += ["--file=-"]
-    log.info(
-        "restore_started",
-        id=manifest.id,
-        key=manifest.key,
-        target=target.safe_url,
-        pg_restore=pg_restore.version,
-        via_psql=psql is not None,
-        jobs=1,
-        plan=plan.reason,
-    )
-    t0 = time.monotonic()
+    t0 = _started(manifest, target, pg_restore, plan, via_psql=psql is not None)
     env = target.child_env()
     stored = 0
     runner_code = 0
@@ -181,9 +171,7 @@ def restore_manifest(
         raise _restore_failure(runner_code, runner.error_line(), target, tool="psql")
     if returncode != 0:
         raise _restore_failure(returncode, proc.error_line(), target)
-    duration = time.monotonic() - t0
-    log.info("restore_completed", id=manifest.id, target=target.safe_url, bytes=stored, duration_s=round(duration, 3))
-    return RestoreResult(manifest.id, target.dbname, target.safe_url, stored, round(duration, 3))
+    return _completed(manifest, target, stored, t0)
 
 
 def _restore_parallel(
@@ -195,17 +183,7 @@ def _restore_parallel(
     identity: str | None,
     on_progress: ProgressCallback | None,
 ) -> RestoreResult:
-    log.info(
-        "restore_started",
-        id=manifest.id,
-        key=manifest.key,
-        target=target.safe_url,
-        pg_restore=pg_restore.version,
-        via_psql=False,
-        jobs=plan.jobs,
-        plan=plan.reason,
-    )
-    t0 = time.monotonic()
+    t0 = _started(manifest, target, pg_restore, plan, via_psql=False)
     stored = parallel_restore.restore_parallel(
         target,
         pg_restore,
@@ -213,9 +191,30 @@ def _restore_parallel(
         lambda spool: _feed(store, manifest, identity, spool, on_progress, t0),
         backup_id=manifest.id,
     )
-    duration = time.monotonic() - t0
-    log.info("restore_completed", id=manifest.id, target=target.safe_url, bytes=stored, duration_s=round(duration, 3))
-    return RestoreResult(manifest.id, target.dbname, target.safe_url, stored, round(duration, 3))
+    return _completed(manifest, target, stored, t0)
+
+
+def _started(
+    manifest: Manifest, target: PgTarget, pg_restore: PgTool, plan: restore_plan.RestorePlan, *, via_psql: bool
+) -> float:
+    """Log the start of a restore; returns its monotonic start time."""
+    log.info(
+        "restore_started",
+        id=manifest.id,
+        key=manifest.key,
+        target=target.safe_url,
+        pg_restore=pg_restore.version,
+        via_psql=via_psql,
+        jobs=plan.jobs,
+        plan=plan.reason,
+    )
+    return time.monotonic()
+
+
+def _completed(manifest: Manifest, target: PgTarget, stored: int, t0: float) -> RestoreResult:
+    duration_s = round(time.monotonic() - t0, 3)
+    log.info("restore_completed", id=manifest.id, target=target.safe_url, bytes=stored, duration_s=duration_s)
+    return RestoreResult(manifest.id, target.dbname, target.safe_url, stored, duration_s)
 
 
 def _feed(
