@@ -58,8 +58,11 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream is None and sys.stderr.isatty())
 
+    # In place: loggers cached by an earlier call hold this list and follow the new configuration.
+    processors = structlog.get_config()["processors"]
+    processors[:] = [*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=processors,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

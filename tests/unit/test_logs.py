@@ -5,6 +5,7 @@ import json
 import logging
 
 import structlog
+import structlog.testing
 
 from railyard.logs import SecretScrubber, configure_logging
 from railyard.settings import Settings
@@ -35,3 +36,14 @@ def test_json_lines_carry_bound_job_context_and_hide_secrets() -> None:
 def test_scrubber_replaces_longest_secret_first() -> None:
     scrub = SecretScrubber(["abcd", "abcdefgh", ""])
     assert "x *** y ***" == scrub(None, "info", "x abcdefgh y abcd")
+
+
+def test_a_logger_cached_under_an_earlier_configuration_follows_the_next() -> None:
+    """The CLI configures logging on each in-process call: loggers cached before must not keep the old processors."""
+    configure_logging(Settings.from_env({"LOG_FORMAT": "json"}), stream=io.StringIO())
+    log = structlog.get_logger("tests.cached")
+    log.info("first_use_caches_the_logger")
+    configure_logging(Settings.from_env({"LOG_FORMAT": "json"}), stream=io.StringIO())
+    with structlog.testing.capture_logs() as logs:
+        log.info("captured", n=1)
+    assert [("captured", 1)] == [(e["event"], e["n"]) for e in logs]
