@@ -61,7 +61,8 @@ def find_everywhere(settings: Settings, backup_id: str, *, database: str | None 
     """
     found: list[Found] = []
     errors: list[RailyardError] = []
-    for destination in destinations(settings):
+    every = destinations(settings)
+    for destination in every:
         try:
             manifest = find_backup(
                 destination.store,
@@ -74,7 +75,8 @@ def find_everywhere(settings: Settings, backup_id: str, *, database: str | None 
         except AmbiguousLatestError:
             raise
         except RailyardError as exc:  # a lost bucket or an outage at one destination leaves the other
-            log.warning("backup_not_at_destination", destination=destination.name, id=backup_id, reason=str(exc))
+            if len(every) > 1:  # with one destination, the error raised below says it all
+                log.warning("backup_not_at_destination", destination=destination.name, id=backup_id, reason=str(exc))
             errors.append(exc)
             continue
         found.append(Found(destination, manifest))
