@@ -109,13 +109,16 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's S3 server as a separate process, spoken to over HTTP like any S3 provider."""
     port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "server.log"
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with serving(argv, port, tmp_path_factory.mktemp("moto") / "server.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], port: int, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A server process on 127.0.0.1:``port``, its output in ``log``: its URL once it listens; stopped after."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
@@ -254,19 +257,9 @@ def rclone_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ),
         "RCLONE_CONFIG": str(root / "rclone.conf"),
     }
-    with open(root / "server.log", "wb") as out:
-        proc = subprocess.Popen(
-            [str(binary), "serve", "s3", "--addr", f"127.0.0.1:{port}", str(root / "data")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    argv = [str(binary), "serve", "s3", "--addr", f"127.0.0.1:{port}", str(root / "data")]
+    with serving(argv, port, root / "server.log", env) as url:
+        yield url
 
 
 @pytest.fixture(params=["moto", "rclone"])
