@@ -151,11 +151,13 @@ class Processor:
         if claimed is None:
             return self._not_claimed(file_id)
         token = claimed.attempts
-        log.info("audio_claimed", attempt=token, previous_status=row.status)
         started = time.monotonic()
         try:
             if self.claims is not None:
+                # Before anything else, the log line included: a retry of this job takes the claim back at once
+                # only if it was remembered. Killed before this line, the retry waits for AUDIO_STALE_AFTER_S.
                 self.claims.remember(file_id, token)
+            log.info("audio_claimed", attempt=token, previous_status=row.status)
             if row.status == "processing":
                 self._discard_partial_outputs(file_id)
             result = self._process(claimed, token)
