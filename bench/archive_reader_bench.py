@@ -3,7 +3,7 @@
     python bench/archive_reader_bench.py DUMP_FILE      # a file from pg_dump -Fc -Z0 | cat > DUMP_FILE
 
 The file is read in 1 MiB chunks, as the backup job reads pg_dump's output, and given to
-``jobs.dump_archive.ArchiveReader``, to sha256 and to zstd level 3 (one thread), each
+``jobs.backup.dump_archive.ArchiveReader``, to sha256 and to zstd level 3 (one thread), each
 alone and timed by process CPU time; the reader's cost is printed as a ratio of the other
 two in the same run. Median of ``--repeats`` runs. (pg_dump writes to a pipe in backups;
 write the file through ``| cat`` so that it has the same layout.)
@@ -23,7 +23,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.dump_archive import ArchiveReader
+from jobs.backup.dump_archive import ArchiveReader
 
 MB = 1000**2
 

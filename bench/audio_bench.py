@@ -62,7 +62,7 @@ def write_track(path: Path, minutes: float) -> None:
 def run_pipeline(source: Path, out_dir: Path) -> dict[str, float]:
     from jobs.audio.config import AudioSettings
     from jobs.audio.pipeline import normalise
-    from jobs.storage.local import LocalStore
+    from railyard.core.storage.local import LocalStore
 
     store = LocalStore(source.parent)
     done = normalise(
@@ -82,7 +82,7 @@ def run_pipeline(source: Path, out_dir: Path) -> dict[str, float]:
 def run_floor(source: Path) -> dict[str, float]:
     from jobs.audio.measure import measure
     from jobs.audio.reader import StorageReader
-    from jobs.storage.local import LocalStore
+    from railyard.core.storage.local import LocalStore
 
     store = LocalStore(source.parent)
     with StorageReader(store, source.name, source.stat().st_size) as reader:

@@ -10,7 +10,7 @@ redis://127.0.0.1:6379/15) is timed twice:
 
 * cold: the first scrape, which reads the status snapshot (``railyard status``'s own
   ``collect``) from Redis and the store;
-* cached: the scrapes that follow within ``railyard.metrics.CACHE_S``, which reuse it.
+* cached: the scrapes that follow within ``railyard.ops.metrics.CACHE_S``, which reuse it.
 
 Ratios are against the smallest count measured in the same run.
 """
@@ -31,10 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobs.catalog import VERIFIED_SUFFIX  # noqa: E402  (the checkout, not an installed copy)
-from jobs.storage import StorageLocation, open_store  # noqa: E402
-from railyard import metrics  # noqa: E402
-from railyard.settings import Settings  # noqa: E402
+from jobs.backup.catalog import VERIFIED_SUFFIX  # noqa: E402  (the checkout, not an installed copy)
+from railyard.core.settings import Settings  # noqa: E402
+from railyard.core.storage import StorageLocation, open_store  # noqa: E402
+from railyard.ops import metrics  # noqa: E402
 from tests.manifests import put_backup  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 

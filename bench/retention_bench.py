@@ -45,9 +45,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobs import purge  # noqa: E402  (the checkout, not an installed copy)
-from jobs.duration import Duration  # noqa: E402
-from jobs.purge_config import PurgePolicy  # noqa: E402
+from jobs.retention import purge  # noqa: E402  (the checkout, not an installed copy)
+from jobs.retention.purge_config import PurgePolicy  # noqa: E402
+from railyard.core.durations import Duration  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 NOW = datetime.now(UTC)

@@ -10,8 +10,8 @@ from typing import Any
 import structlog
 from rq import get_current_job
 
-from jobs.registry import attempt_number
-from railyard.errors import RetryableError
+from railyard.core.errors import RetryableError
+from railyard.core.registry import attempt_number
 
 log = structlog.get_logger()
 
@@ -48,7 +48,7 @@ def retry_probe() -> dict[str, Any]:
 def log_outcome(job: Any, connection: Any, *outcome: Any) -> None:
     """The one registered rq callback (on_success, on_failure or on_stopped): logs the job's outcome.
 
-    Proves that a registered callback runs while any other is refused (jobs.registry.CALLBACKS).
+    Proves that a registered callback runs while any other is refused (railyard.core.registry.CALLBACKS).
     """
     status = "failed" if len(outcome) == 3 else "finished" if outcome else "stopped"
     log.info("job_callback", callback_job_id=getattr(job, "id", None), outcome=status)

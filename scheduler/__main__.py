@@ -7,12 +7,12 @@ import sys
 import redis
 import structlog
 
-from jobs import registry
-from railyard.errors import ConfigError, RailyardError
-from railyard.logs import configure_logging
-from railyard.settings import Settings
-from railyard.startup import validate_environment
-from scheduler.config import ScheduleConfig
+from jobs.environment import validate_environment
+from railyard.core import registry
+from railyard.core.errors import ConfigError, RailyardError
+from railyard.core.logs import configure_logging
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.settings import Settings
 from scheduler.schedule import build_schedule, targets_from_settings
 from scheduler.service import RailyardScheduler
 

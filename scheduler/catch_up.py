@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from redis import Redis
 
-from jobs.catalog import newest_usable
-from jobs.storage import ObjectStore, StorageLocation
-from railyard.errors import RailyardError, one_line
-from railyard.serializer import SerializerName
+from jobs.backup.catalog import newest_usable
+from railyard.core.cron import period_around
+from railyard.core.errors import RailyardError, one_line
+from railyard.core.serializer import SerializerName
+from railyard.core.storage import ObjectStore, StorageLocation
 from scheduler import trigger
-from scheduler.cron import period_around
 from scheduler.schedule import Entry
 
 log = structlog.get_logger()

@@ -7,10 +7,10 @@ from datetime import datetime
 
 import redis
 
-from jobs import registry
-from railyard.settings import Settings
+from railyard.core import registry
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.settings import Settings
 from scheduler import overview, runs, trigger
-from scheduler.config import ScheduleConfig
 from scheduler.schedule import Entry, build_schedule, targets_from_settings
 
 

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 from redis import Redis
 
-from railyard.errors import NotFoundError
-from railyard.serializer import SerializerName
+from railyard.core.cron import next_run, period_around
+from railyard.core.errors import NotFoundError
+from railyard.core.serializer import SerializerName
 from scheduler import registration, runs
-from scheduler.cron import next_run, period_around
 from scheduler.schedule import Entry
 
 # registered: running as declared; changed: registered with another cron or arguments than

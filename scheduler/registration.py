@@ -20,9 +20,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq_scheduler import Scheduler
 
-from jobs import registry
-from railyard.serializer import SerializerName, rq_serializer
-from scheduler.cron import next_run
+from railyard.core import registry
+from railyard.core.cron import next_run
+from railyard.core.serializer import SerializerName, rq_serializer
 from scheduler.schedule import Entry, slug
 
 log = structlog.get_logger()

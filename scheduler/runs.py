@@ -13,7 +13,7 @@ from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from railyard.serializer import SerializerName, rq_serializer
+from railyard.core.serializer import SerializerName, rq_serializer
 
 LAST_RUN_PREFIX = "railyard:schedule:last-run:"
 FOLDED_PREFIX = "railyard:schedule:folded:"

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jobs.databases import named_database_urls
-from jobs.pgtools import PgTarget
-from railyard.settings import Settings
-from scheduler.config import ScheduleConfig
+from railyard.core.databases import named_database_urls
+from railyard.core.pgtools import PgTarget
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.settings import Settings
 
 BACKUP_JOB = "jobs.backup.run_backup"
 PRUNE_JOB = "jobs.retention.prune_backups"

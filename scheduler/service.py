@@ -32,13 +32,13 @@ import structlog
 from rq.job import Job
 from rq_scheduler import Scheduler
 
-from jobs.storage import StorageLocation, open_store
-from railyard import serializer as job_serializer
-from railyard.errors import LockBusyError, RailyardError, one_line
-from railyard.settings import Settings
+from railyard.core import serializer as job_serializer
+from railyard.core.cron import next_run
+from railyard.core.errors import LockBusyError, RailyardError, one_line
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation, open_store
 from scheduler import catch_up, registration, trigger
-from scheduler.config import ScheduleConfig
-from scheduler.cron import next_run
 from scheduler.lock import RedisLock
 from scheduler.schedule import Entry
 

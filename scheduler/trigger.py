@@ -3,8 +3,8 @@
 The work id names the entry's work in the period that contains ``now`` (the period
 starts at the entry's last cron run at or before ``now``), so the cron run, a catch-up,
 a manual run and a second scheduler all compute the same id and only one of them
-enqueues. The job goes through ``jobs.client.enqueue``, so it gets its timeout, retries
-and failure TTL from ``jobs.registry`` (rq-scheduler's ``cron()`` would pass neither), and
+enqueues. The job goes through ``railyard.core.client.enqueue``, so it gets its timeout, retries
+and failure TTL from ``railyard.core.registry`` (rq-scheduler's ``cron()`` would pass neither), and
 is written with the caller's serializer.
 
 A period that comes round while the entry's previous job is still queued, running or
@@ -23,11 +23,11 @@ import structlog
 from redis import Redis
 from rq.job import Job
 
-from jobs import client
-from railyard.serializer import SerializerName
+from railyard.core import client
+from railyard.core.cron import period_around
+from railyard.core.serializer import SerializerName
 from scheduler import runs
 from scheduler.claims import Claims
-from scheduler.cron import period_around
 from scheduler.schedule import Entry
 
 log = structlog.get_logger()

@@ -28,8 +28,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from jobs.pgtools import bundled_bin_dir
-from railyard.settings import redact_url
+from railyard.core.pgtools import bundled_bin_dir
+from railyard.core.settings import redact_url
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

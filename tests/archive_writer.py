@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobs.dump_archive import BLK_BLOBS, BLK_DATA, OFFSET_NO_DATA, OFFSET_POS_NOT_SET
+from jobs.backup.dump_archive import BLK_BLOBS, BLK_DATA, OFFSET_NO_DATA, OFFSET_POS_NOT_SET
 
 COPY_TRAILER = b"\\.\n\n\n"
 

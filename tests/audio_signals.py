@@ -123,7 +123,7 @@ def decode(data: bytes) -> Decoded:
 
 def create_audio_table(database_url: str) -> None:
     """Create the audio table the way deployments do: by applying Railyard's own migrations."""
-    from jobs.migrate import apply_builtin
+    from jobs.migrations import apply_builtin
 
     apply_builtin(database_url)
 

@@ -139,7 +139,7 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 @pytest.fixture
 def bucket(s3_env: dict[str, str]) -> str:
     """A new, empty bucket for this test."""
-    from jobs.storage.s3 import make_client
+    from railyard.core.storage.s3 import make_client
 
     name = f"ry-test-{uuid.uuid4().hex[:12]}"
     make_client("path").create_bucket(Bucket=name)
@@ -149,7 +149,7 @@ def bucket(s3_env: dict[str, str]) -> str:
 @pytest.fixture
 def locked_bucket(s3_env: dict[str, str]) -> str:
     """A new bucket created with object lock enabled (and so versioned), on moto."""
-    from jobs.storage.s3 import make_client
+    from railyard.core.storage.s3 import make_client
 
     name = f"ry-lock-{uuid.uuid4().hex[:12]}"
     make_client("path").create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
@@ -265,7 +265,7 @@ def rclone_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(params=["moto", "rclone"])
 def any_bucket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """A new bucket on each S3 implementation in turn (moto, then rclone), with boto3's variables set."""
-    from jobs.storage.s3 import make_client
+    from railyard.core.storage.s3 import make_client
 
     if request.param == "moto":
         endpoint, credentials = request.getfixturevalue("s3_endpoint"), AWS_TEST_ENV

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from jobs.catalog import Manifest, backup_key
-from jobs.storage import ObjectStore, StorageLocation
+from jobs.backup.catalog import Manifest, backup_key
+from railyard.core.storage import ObjectStore, StorageLocation
 
 
 def put_backup(

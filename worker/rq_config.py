@@ -1,6 +1,6 @@
 """rq's settings module for ``rq worker --config worker.rq_config``.
 
-Importing it validates every Railyard setting (railyard.startup), exiting with one clear
+Importing it validates every Railyard setting (jobs.environment), exiting with one clear
 message per problem, and configures logging, so the worker starts in the same shape as
 every other entry point. The Redis URL is read here from REDIS_URL rather than passed with ``--url``, so a
 password never appears in the process's arguments.
@@ -8,10 +8,10 @@ password never appears in the process's arguments.
 
 import sys
 
-from railyard.errors import ConfigError
-from railyard.logs import configure_logging
-from railyard.settings import Settings
-from railyard.startup import environment_problems
+from jobs.environment import environment_problems
+from railyard.core.errors import ConfigError
+from railyard.core.logs import configure_logging
+from railyard.core.settings import Settings
 
 problems = environment_problems()
 if problems:

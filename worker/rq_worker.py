@@ -6,7 +6,7 @@ producer passed); jobs not in the registry are failed without being run. In the 
 horse, job_id, queue, func and attempt are bound to every log line, and permanent errors
 use up the retry budget so they are not retried. A job that fails for good (no retry
 left) raises an alert. A job whose on_success, on_failure or on_stopped callback names
-anything not registered for callbacks (jobs.registry.CALLBACKS) is refused the same way,
+anything not registered for callbacks (railyard.core.registry.CALLBACKS) is refused the same way,
 before anything is imported, and so is a job whose arguments do not fit the types its
 registry entry declares. The exception text rq stores for a failed job goes through
 the redaction layer. A job whose worker was killed is found once its heartbeat is
@@ -15,7 +15,7 @@ registries every ``WORKER_RESCUE_INTERVAL_S`` (worker/rescue.py), and is retried
 transient failure, or failed with the reason "abandoned". A job whose work horse alone was
 killed (the OOM killer's usual pick) is retried with the meta the horse saved, such as the
 audio job's claim on its row. When Redis goes away after start-up, the worker and its
-work horse wait up to ``REDIS_RECONNECT_TIMEOUT_S`` for it (railyard.reconnect) instead
+work horse wait up to ``REDIS_RECONNECT_TIMEOUT_S`` for it (railyard.core.reconnect) instead
 of exiting and stranding the running job.
 
 Jobs are read with the serializer RAILYARD_SERIALIZER names, whatever serializer rq's
@@ -39,21 +39,21 @@ from rq.queue import Queue
 from rq.serializers import DefaultSerializer, Serializer, resolve_serializer
 from rq.worker import Worker
 
-from jobs import registry
-from jobs.job_arguments import JobArgumentError
-from railyard import metrics
-from railyard import serializer as job_serializer
-from railyard.alerts import Alert, send_alert
-from railyard.errors import ConfigError
-from railyard.failed_jobs import error_summary
-from railyard.liveness import record_worker_seen
-from railyard.reconnect import keep_reconnecting
-from railyard.redact import redactor
-from railyard.settings import Settings
+from railyard.core import registry
+from railyard.core import serializer as job_serializer
+from railyard.core.alerts import Alert, send_alert
+from railyard.core.errors import ConfigError
+from railyard.core.failed_jobs import error_summary
+from railyard.core.job_arguments import JobArgumentError
+from railyard.core.liveness import record_worker_seen
+from railyard.core.reconnect import keep_reconnecting
+from railyard.core.redact import redactor
+from railyard.core.settings import Settings
+from railyard.core.worker_config import WorkerTuning
+from railyard.ops import metrics
 from worker.drain import draining_problem
 from worker.orphans import sweep_once_per_interval
 from worker.rescue import rescue_abandoned
-from worker.tuning import WorkerTuning
 
 log = structlog.get_logger()
 
@@ -257,7 +257,7 @@ class RailyardWorker(Worker):
 
 def _not_registered_reason(func_name: str | None) -> str:
     return (
-        f"refused: {func_name!r} is not a Railyard job; only functions in jobs.registry run on "
+        f"refused: {func_name!r} is not a Railyard job; only functions in railyard.core.registry run on "
         f"Railyard's queues ({', '.join(sorted(registry.REGISTRY))})"
     )
 

@@ -14,7 +14,7 @@ const WORKER_START = "rq worker --config worker.rq_config --worker-class worker.
 const SCHEDULER_START = "python -m scheduler";
 
 // SIGTERM starts the worker's warm shutdown; Railway SIGKILLs this many seconds later.
-// The longest job timeout (3 h, jobs/registry.py) plus a minute; a test keeps them in step.
+// The longest job timeout (3 h, railyard/core/registry.py) plus a minute; a test keeps them in step.
 const WORKER_DRAINING_SECONDS = "10860";
 // The scheduler stops within a second of SIGTERM.
 const SCHEDULER_DRAINING_SECONDS = "30";

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.audio.config import AudioSettings
-from railyard.settings import Settings
+from railyard.core.settings import Settings
 
 
 def process_audio(audio_file_id: int | str) -> dict[str, Any]:
     """RQ job: measure, normalise and encode one audio file, and record the outcome in its row."""
-    from jobs.audio.claims import JobMetaClaims
+    from jobs.audio.claim_memory import JobMetaClaims
     from jobs.audio.process import process_file  # PyAV loads only where audio is processed
 
     claims = JobMetaClaims.of_current_job()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from railyard.envparse import parse_float, parse_int
-from railyard.errors import ConfigError
-from railyard.settings import DEFAULT_BACKUP_STORAGE_URL, storage_url_problems
+from railyard.core.envparse import parse_float, parse_int
+from railyard.core.errors import ConfigError
+from railyard.core.settings import DEFAULT_BACKUP_STORAGE_URL, storage_url_problems
 
 OutputFormat = Literal["aac", "mp3", "opus"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("aac", "mp3", "opus")

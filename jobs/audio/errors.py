@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from railyard.errors import PermanentError
+from railyard.core.errors import PermanentError
 
 
 class AudioInputError(PermanentError):

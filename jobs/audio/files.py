@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from railyard.errors import PermanentError, RetryableError
+from railyard.core.errors import PermanentError, RetryableError
 
 CLAIMABLE = ("pending", "failed", "rejected")
 COLUMNS = (

@@ -21,8 +21,8 @@ from jobs.audio.errors import AudioInputError
 from jobs.audio.measure import Measurement, measure
 from jobs.audio.reader import SourceChangedError, StorageReader
 from jobs.audio.render import RenderSpec, render
-from jobs.storage import ObjectStore
-from railyard.errors import RailyardError
+from railyard.core.errors import RailyardError
+from railyard.core.storage import ObjectStore
 
 log = structlog.get_logger()
 

@@ -5,7 +5,7 @@ UPDATE; the output object is complete in storage before the row says ``ready``; 
 failure of any kind leaves the row ``failed`` (or ``rejected``) with its reason, never
 ``processing``. A worker killed outright leaves its row ``processing``: the same job's
 next attempt takes it back at once (the claim is remembered in the job, see
-``jobs.audio.claims``); any other job takes it over once ``AUDIO_STALE_AFTER_S`` has
+``jobs.audio.claim_memory``); any other job takes it over once ``AUDIO_STALE_AFTER_S`` has
 passed without a heartbeat. Whoever takes a row over first discards the partial
 outputs the dead attempt left, so the row's output is the only object it leaves.
 """
@@ -25,14 +25,14 @@ import psycopg
 import structlog
 
 from jobs.audio import policy
-from jobs.audio.claims import ClaimMemory
+from jobs.audio.claim_memory import ClaimMemory
 from jobs.audio.config import AudioSettings
 from jobs.audio.errors import AudioInputError, AudioLimitError, ClaimLostError
 from jobs.audio.files import AudioFile, AudioFiles, Result
 from jobs.audio.pipeline import normalise
-from jobs.storage import ObjectStore, StorageLocation, choose_part_size, open_store
-from railyard.errors import LockBusyError, NotFoundError, RailyardError, RetryableError
-from railyard.settings import Settings, redact_url
+from railyard.core.errors import LockBusyError, NotFoundError, RailyardError, RetryableError
+from railyard.core.settings import Settings, redact_url
+from railyard.core.storage import ObjectStore, StorageLocation, choose_part_size, open_store
 
 log = structlog.get_logger()
 

@@ -13,8 +13,8 @@ import hashlib
 import io
 from collections.abc import Iterator
 
-from jobs.storage import ObjectStore
-from railyard.errors import RetryableError
+from railyard.core.errors import RetryableError
+from railyard.core.storage import ObjectStore
 
 CHUNK_SIZE = 256 * 1024
 SKIP_BY_READING_MAX = 512 * 1024  # a gap this short is cheaper to read than a new request

@@ -20,8 +20,8 @@ import redis
 
 from railyard import __version__
 from railyard.cli.context import CliContext
-from railyard.errors import ConfigError, RailyardError, RetryableError, one_line
-from railyard.redact import Redactor
+from railyard.core.errors import ConfigError, RailyardError, RetryableError, one_line
+from railyard.core.redact import Redactor
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2

@@ -10,7 +10,7 @@ from redis import Redis
 
 from jobs.audio.config import AudioSettings
 from railyard.cli.context import CliContext
-from railyard.errors import NotFoundError, PermanentError
+from railyard.core.errors import NotFoundError, PermanentError
 
 
 @click.group()
@@ -56,7 +56,7 @@ def process(obj: CliContext, audio_file_id: str, as_json: bool) -> None:
 def enqueue(obj: CliContext, audio_file_id: str) -> None:
     """Queue one audio file for the worker (job jobs.audio.process_audio)."""
     from jobs.audio.files import AudioFiles
-    from jobs.client import enqueue_audio
+    from railyard.core.client import enqueue_audio
 
     settings = obj.settings
     audio_settings = AudioSettings.from_env()

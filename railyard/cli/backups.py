@@ -12,21 +12,21 @@ from typing import Any
 import click
 import redis
 
-from jobs.backup import backup_all_databases, backup_database
-from jobs.backup_config import BackupOptions
-from jobs.catalog import Manifest, find_backup, read_catalog
-from jobs.client import enqueue_backup
-from jobs.copy_config import CopyConfig
-from jobs.pgtools import PgTarget
-from jobs.restore import restore_backup
-from jobs.series import default_series, resolve_source, url_source
-from jobs.storage import StorageLocation, open_store
-from jobs.verify import describe_failures, read_verifications, verify_backups
-from railyard import progress
+from jobs.backup.catalog import Manifest, find_backup, read_catalog
+from jobs.backup.config import BackupOptions
+from jobs.backup.copy_config import CopyConfig
+from jobs.backup.dump import backup_all_databases, backup_database
+from jobs.backup.restore import restore_backup
+from jobs.backup.series import default_series, resolve_source, url_source
+from jobs.backup.verify import describe_failures, read_verifications, verify_backups
 from railyard.cli.context import CliContext
-from railyard.conninfo import Conninfo, password_forms
-from railyard.errors import LockBusyError, RailyardError, one_line
-from railyard.settings import Settings
+from railyard.core import progress
+from railyard.core.client import enqueue_backup
+from railyard.core.conninfo import Conninfo, password_forms
+from railyard.core.errors import LockBusyError, RailyardError, one_line
+from railyard.core.pgtools import PgTarget
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation, open_store
 
 # `backup --enqueue` when this period's backup is already queued: not an error, but nothing was done.
 EXIT_ALREADY_QUEUED = 3
@@ -177,7 +177,7 @@ def backup(
 
 def _fire_scheduled_backup(settings: Settings, conn: redis.Redis, database: str | None, all_databases: bool) -> Any:
     """A plain backup the schedule also takes: held to the schedule's one-per-period claim."""
-    from scheduler.config import ScheduleConfig
+    from railyard.core.schedule_config import ScheduleConfig
     from scheduler.schedule import backup_entry_for, build_schedule, targets_from_settings
     from scheduler.trigger import fire
 

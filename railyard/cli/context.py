@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from railyard.logs import configure_logging
-from railyard.redact import environment_secrets
-from railyard.settings import Settings
-from railyard.startup import validate_environment
+from jobs.environment import validate_environment
+from railyard.core.logs import configure_logging
+from railyard.core.redact import environment_secrets
+from railyard.core.settings import Settings
 
 
 @dataclass

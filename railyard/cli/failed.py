@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import click
 import redis
 
-from railyard import failed_jobs
-from railyard.alerts import process_secrets, scrub
 from railyard.cli.context import CliContext
-from railyard.durations import parse_duration
+from railyard.core import failed_jobs
+from railyard.core.alerts import process_secrets, scrub
+from railyard.core.durations import parse_duration
 
 
 def _connection(obj: CliContext) -> redis.Redis:

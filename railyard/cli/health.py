@@ -7,7 +7,7 @@ import json
 import click
 
 from railyard.cli.context import CliContext
-from railyard.health import run_checks
+from railyard.ops.health import run_checks
 
 
 @click.command()

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from jobs.migration_config import MigrationConfig
-from jobs.migration_files import MigrationFile
-from jobs.migration_plan import (
+from jobs.migrations.config import MigrationConfig
+from jobs.migrations.files import MigrationFile
+from jobs.migrations.plan import (
     EXIT_PENDING,
     EXIT_PROBLEM,
     EXIT_UP_TO_DATE,
@@ -18,7 +18,7 @@ from jobs.migration_plan import (
     Plan,
     status_exit_code,
 )
-from jobs.migration_runner import Migrator, RunResult, UpOptions
+from jobs.migrations.runner import Migrator, RunResult, UpOptions
 from railyard.cli.context import CliContext
 
 STATUS_WORDS = {EXIT_UP_TO_DATE: "up_to_date", EXIT_PENDING: "pending", EXIT_PROBLEM: "problem"}

@@ -7,11 +7,11 @@ import json
 import click
 import redis
 
-from jobs.client import enqueue
-from jobs.prune import PruneReport
-from jobs.purge import PurgeReport
 from jobs.retention import PRUNE_JOB, PURGE_JOB, run_copy_prune, run_prune, run_purge
+from jobs.retention.prune import PruneReport
+from jobs.retention.purge import PurgeReport
 from railyard.cli.context import CliContext
+from railyard.core.client import enqueue
 
 DRY_RUN_HELP = "Show what would be deleted; delete nothing."
 ENQUEUE_HELP = "Enqueue on the retention queue instead of running here; prints the job id."

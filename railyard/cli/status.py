@@ -8,12 +8,12 @@ from typing import Any
 
 import click
 
-from railyard.alert_config import AlertConfig
-from railyard.alerts import process_secrets, scrub
 from railyard.cli.context import CliContext
-from railyard.durations import format_duration
-from railyard.status import collect
-from railyard.status_config import StatusConfig
+from railyard.core.alert_config import AlertConfig
+from railyard.core.alerts import process_secrets, scrub
+from railyard.core.durations import format_duration
+from railyard.ops.status import collect
+from railyard.ops.status_config import StatusConfig
 
 
 def _age(seconds: float | None) -> str:

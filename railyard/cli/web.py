@@ -7,7 +7,7 @@ import os
 import click
 
 from railyard.cli.context import CliContext
-from railyard.web_auth import PASSWORD_VARIABLE, require_password_off_loopback
+from railyard.ops.web_auth import PASSWORD_VARIABLE, require_password_off_loopback
 
 DEFAULT_PORT = 8080
 
@@ -34,7 +34,7 @@ def web(obj: CliContext, host: str, port: int) -> None:
 
     import uvicorn
 
-    from railyard.web import create_app
+    from railyard.ops.web import create_app
 
     click.echo(f"serving the dashboard on http://{host}:{port}/", err=True)
     uvicorn.run(create_app(settings, password), host=host, port=port, log_level="warning", access_log=False)

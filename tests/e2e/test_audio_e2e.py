@@ -15,8 +15,8 @@ from psycopg.rows import dict_row
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 
-from jobs.client import enqueue_audio
-from jobs.storage.local import LocalStore
+from railyard.core.client import enqueue_audio
+from railyard.core.storage.local import LocalStore
 from tests import audio_signals as sig
 from tests.conftest import ROOT, VENV_BIN
 

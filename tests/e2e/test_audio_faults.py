@@ -45,7 +45,7 @@ from psycopg.rows import dict_row
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from jobs.storage.local import LocalStore
+from railyard.core.storage.local import LocalStore
 from tests import audio_signals as sig
 from tests.conftest import ROOT
 from tests.e2e.conftest import Proc, child_env
@@ -60,7 +60,7 @@ CLAIMS_BEFORE_KILL = 40  # the victim is killed well into the run, with the queu
 
 PRODUCER = """
 import sys
-from jobs.client import enqueue_audio
+from railyard.core.client import enqueue_audio
 for file_id in sys.argv[1:]:
     print(file_id, enqueue_audio(file_id).id, flush=True)
 """

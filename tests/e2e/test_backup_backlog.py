@@ -19,10 +19,10 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
-from jobs.pgtools import find_tool
-from railyard.settings import Settings
+from railyard.core.pgtools import find_tool
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.settings import Settings
 from scheduler import overview, runs
-from scheduler.config import ScheduleConfig
 from scheduler.schedule import BACKUP_JOB, Entry
 from scheduler.service import RailyardScheduler
 

@@ -183,7 +183,7 @@ def test_secrets_never_leak(start_worker, pg_password_url, redis_password_url, b
     conn = redis.Redis.from_url(redis_password_url)
     stored = all_redis_values(conn)
     conn.flushdb()
-    from jobs.storage.s3 import make_client
+    from railyard.core.storage.s3 import make_client
 
     client = make_client("path")
     manifests = [

@@ -11,7 +11,7 @@ import redis
 from rq import Callback, Queue
 from rq.job import JobStatus
 
-from railyard.serializer import rq_serializer
+from railyard.core.serializer import rq_serializer
 from tests.e2e.test_backup_e2e import wait_finished
 
 pytestmark = pytest.mark.timeout(120)

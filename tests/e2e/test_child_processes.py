@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.pgtools import find_tool
+from railyard.core.pgtools import find_tool
 from tests.e2e.conftest import enqueue_plain
 
 pytestmark = pytest.mark.timeout(120)

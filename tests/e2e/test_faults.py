@@ -24,8 +24,8 @@ import redis
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
-from jobs.catalog import MANIFEST_SUFFIX, list_backups
-from jobs.storage import StorageLocation, open_store
+from jobs.backup.catalog import MANIFEST_SUFFIX, list_backups
+from railyard.core.storage import StorageLocation, open_store
 from tests.e2e.conftest import enqueue_plain, run_cli
 from tests.e2e.test_abandoned import FAST_CLEANUP_ARGS, FAST_CLEANUP_ENV, kill_everything
 from tests.faultproxy import FaultProxy

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.pgtools import bundled_bin_dir
+from railyard.core.pgtools import bundled_bin_dir
 from tests.conftest import ROOT, SENTINEL_PASSWORD, free_port
 from tests.e2e.conftest import child_env, run_cli
 
@@ -107,7 +107,7 @@ def test_health_names_the_client_tools_the_version_rule_picks(redis_url, pg_admi
 WITHOUT_ANY_CLIENT = """
 import sys
 from pathlib import Path
-from jobs import pgtools
+from railyard.core import pgtools
 pgtools.BUNDLED_PACKAGE = "no_such_embedded_postgres"
 pgtools.SYSTEM_PG_ROOT = Path(sys.argv[1])
 from railyard.cli import main

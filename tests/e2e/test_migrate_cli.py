@@ -17,7 +17,7 @@ import pytest
 from redis import Redis
 from rq.job import Job, JobStatus
 
-from jobs.client import enqueue
+from railyard.core.client import enqueue
 from tests.conftest import ROOT, VENV_BIN
 from tests.e2e.conftest import child_env, run_cli
 

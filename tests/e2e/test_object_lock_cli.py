@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.storage import ObjectLock, StorageLocation
-from jobs.storage.s3 import S3Store
+from railyard.core.storage import ObjectLock, StorageLocation
+from railyard.core.storage.s3 import S3Store
 from tests.e2e.conftest import run_cli
 from tests.integration.test_prune import ENV, LATEST, put_backup
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rq.job import Job, JobStatus
 
-from jobs.catalog import VERIFIED_SUFFIX
-from jobs.storage import StorageLocation, open_store
-from railyard.liveness import record_worker_seen
+from jobs.backup.catalog import VERIFIED_SUFFIX
+from railyard.core.liveness import record_worker_seen
+from railyard.core.storage import StorageLocation, open_store
 from tests.e2e.conftest import enqueue_plain, run_cli
 from tests.e2e.test_backup_e2e import seed, wait_finished
 from tests.webhook_server import webhook_server

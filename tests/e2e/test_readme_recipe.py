@@ -8,8 +8,8 @@ import subprocess
 import psycopg
 import pytest
 
-from jobs.backup import backup_database
-from railyard.settings import Settings
+from jobs.backup.dump import backup_database
+from railyard.core.settings import Settings
 from tests.conftest import ROOT, url_with_db
 from tests.e2e.conftest import child_env
 

@@ -18,7 +18,7 @@ import redis
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from railyard.settings import DEFAULT_QUEUES
+from railyard.core.settings import DEFAULT_QUEUES
 from scheduler.registration import SCHEDULED_JOBS_KEY, registration_id
 from tests.e2e.conftest import SCHEDULER_ENVIRONMENT as ENV
 from tests.e2e.conftest import enqueue_plain

@@ -15,9 +15,9 @@ import psycopg
 import redis
 from rq.job import Job
 
-from jobs.catalog import BackupKey
-from jobs.storage import StorageLocation
-from jobs.storage.s3 import S3Store
+from jobs.backup.catalog import BackupKey
+from railyard.core.storage import StorageLocation
+from railyard.core.storage.s3 import S3Store
 from tests.conftest import AWS_TEST_ENV, PG_ADMIN_URL, ROOT, VENV_BIN
 from tests.integration.test_prune import days_ago, keys, put_backup
 

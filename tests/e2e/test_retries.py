@@ -7,7 +7,7 @@ import time
 import pytest
 from rq.job import Job, JobStatus
 
-from jobs import registry
+from railyard.core import registry
 from tests.e2e.conftest import enqueue_plain
 
 pytestmark = pytest.mark.timeout(90)

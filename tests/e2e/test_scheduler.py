@@ -16,7 +16,7 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from jobs.storage import StorageLocation, open_store
+from railyard.core.storage import StorageLocation, open_store
 from scheduler.registration import SCHEDULED_JOBS_KEY, registration_id
 from scheduler.service import RailyardScheduler
 from tests.conftest import SENTINEL_PASSWORD, free_port

@@ -46,11 +46,11 @@ assert not ours, ours
 print(job.id)
 """
 
-# A Python service that installed Railyard and enqueues through jobs.client, with its own environment.
+# A Python service that installed Railyard and enqueues through railyard.core.client, with its own environment.
 CLIENT_PRODUCER = """
 import json, sys
 from redis import Redis
-from jobs import client
+from railyard.core import client
 job = client.enqueue(sys.argv[2], Redis.from_url(sys.argv[1]), **json.loads(sys.argv[3]))
 print(job.id)
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from jobs.pgtools import bundled_bin_dir
+from railyard.core.pgtools import bundled_bin_dir
 from tests.conftest import REDIS_TEST_URL, ROOT
 from tests.ports import free_port
 from tests.unixuser import UnixUser, temporary_user

@@ -9,7 +9,7 @@ import pytest
 from redis import Redis
 from rq.job import Job, JobStatus
 
-from jobs import registry
+from railyard.core import registry
 from tests.e2e.conftest import enqueue_plain
 
 pytestmark = pytest.mark.timeout(120)

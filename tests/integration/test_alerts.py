@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import structlog.testing
 
-from jobs.catalog import backup_key
-from jobs.staleness import check_stale_backups
-from jobs.storage import StorageLocation, open_store
-from railyard import delivery
-from railyard.alert_config import AlertConfig
-from railyard.alerts import Alert, ping, pinged, send_alert
-from railyard.errors import ConfigError
-from railyard.settings import Settings
+from jobs.backup.catalog import backup_key
+from jobs.backup.staleness import check_stale_backups
+from railyard.core import delivery
+from railyard.core.alert_config import AlertConfig
+from railyard.core.alerts import Alert, ping, pinged, send_alert
+from railyard.core.errors import ConfigError
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation, open_store
 from tests.conftest import SENTINEL_PASSWORD, free_port
 from tests.unit.test_staleness import manifest
 from tests.webhook_server import webhook_server
@@ -163,7 +163,7 @@ def test_alert_urls_apprise_cannot_use_are_configuration_problems_without_the_ur
 def test_a_successful_backup_sends_a_notice_when_asked(
     monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path
 ) -> None:
-    from jobs.backup import run_backup
+    from jobs.backup.dump import run_backup
 
     with webhook_server() as notified:
         monkeypatch.setenv("DATABASE_URL", database_url)
@@ -181,9 +181,9 @@ def test_a_successful_backup_sends_a_notice_when_asked(
 
 
 def test_the_weekly_summary_is_scheduled_when_asked_and_delivered(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    from jobs import registry
-    from jobs.summary import send_weekly_summary
-    from scheduler.config import ScheduleConfig
+    from jobs.backup.summary import send_weekly_summary
+    from railyard.core import registry
+    from railyard.core.schedule_config import ScheduleConfig
     from scheduler.schedule import build_schedule
     from tests.manifests import put_backup
 

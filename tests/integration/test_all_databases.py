@@ -6,13 +6,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from jobs.backup import backup_all_databases, run_backup
-from jobs.databases import configured_databases, named_database_urls, resolve_target
-from jobs.pgtools import PgTarget
-from jobs.restore import restore_backup
-from jobs.storage import open_store
-from railyard.errors import ConfigError
-from railyard.settings import Settings
+from jobs.backup.dump import backup_all_databases, run_backup
+from jobs.backup.restore import restore_backup
+from railyard.core.databases import configured_databases, named_database_urls, resolve_target
+from railyard.core.errors import ConfigError
+from railyard.core.pgtools import PgTarget
+from railyard.core.settings import Settings
+from railyard.core.storage import open_store
 from tests.conftest import url_with_db
 from tests.integration.test_backup import table_digests
 
@@ -72,9 +72,9 @@ def test_globals_skipped_with_a_warning_when_not_permitted(database_url, tmp_pat
     try:
         limited = database_url.replace("postgres@", "ry_limited@")
         settings = Settings.from_env({"DATABASE_URL": limited, "BACKUP_STORAGE_URL": str(tmp_path / "store")})
-        from jobs.backup import backup_globals
-        from jobs.backup_config import BackupTuning
-        from jobs.encryption import EncryptionConfig
+        from jobs.backup.config import BackupTuning
+        from jobs.backup.dump import backup_globals
+        from jobs.backup.encryption import EncryptionConfig
 
         assert None is backup_globals(settings, PgTarget(limited), tuning=BackupTuning(), encryption=EncryptionConfig())
         assert [] == list(open_store(str(tmp_path / "store")).list())

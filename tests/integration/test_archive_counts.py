@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from jobs.dump_archive import LARGE_OBJECTS_KEY, ArchiveFormatError, ArchiveReader
+from jobs.backup.dump_archive import LARGE_OBJECTS_KEY, ArchiveFormatError, ArchiveReader
 from tests.conftest import fresh_database
 from tests.pgcluster import private_cluster, wheel_bin_dir
 

@@ -24,17 +24,17 @@ from psycopg.rows import dict_row
 from rq import Queue
 from rq.job import Job
 
-from jobs.audio.claims import META_KEY as CLAIM_META_KEY
-from jobs.audio.claims import JobMetaClaims
+from jobs.audio.claim_memory import META_KEY as CLAIM_META_KEY
+from jobs.audio.claim_memory import JobMetaClaims
 from jobs.audio.config import AudioSettings
 from jobs.audio.errors import ClaimLostError
 from jobs.audio.files import AudioFiles
 from jobs.audio.process import Heartbeat, process_file
-from jobs.storage import ObjectStore, StorageLocation, open_store
-from jobs.storage.base import READ_CHUNK_SIZE
-from jobs.storage.local import LocalStore
-from railyard.errors import LockBusyError, NotFoundError, PermanentError, RetryableError, StorageError
-from railyard.settings import Settings
+from railyard.core.errors import LockBusyError, NotFoundError, PermanentError, RetryableError, StorageError
+from railyard.core.settings import Settings
+from railyard.core.storage import ObjectStore, StorageLocation, open_store
+from railyard.core.storage.base import READ_CHUNK_SIZE
+from railyard.core.storage.local import LocalStore
 from tests import audio_signals as sig
 
 TARGET_LUFS = -16.0
@@ -367,7 +367,7 @@ def test_heartbeat_keeps_the_claim_fresh_and_notices_a_takeover(env: Env) -> Non
 
 KILLED_UPLOADS = """
 import os, signal, sys
-from jobs.storage.local import LocalStore
+from railyard.core.storage.local import LocalStore
 store = LocalStore(sys.argv[1])
 uploads = [store.open_upload(key) for key in sys.argv[2:]]
 for upload in uploads:
@@ -479,7 +479,7 @@ def test_enqueue_audio_reaches_redis_from_the_environment(
 ) -> None:
     from rq import Queue
 
-    from jobs.client import enqueue_audio
+    from railyard.core.client import enqueue_audio
 
     monkeypatch.setenv("REDIS_URL", redis_url)
     job = enqueue_audio(7)

@@ -16,15 +16,15 @@ import pytest
 import structlog.testing
 from psycopg import sql
 
-from jobs import pgtools
-from jobs.backup import LOCK_KEY, backup_database, run_backup
-from jobs.backup_config import BackupOptions, BackupTuning
-from jobs.catalog import Manifest, list_backups
-from jobs.pgtools import PgTarget
-from jobs.restore import restore_backup
-from jobs.storage import StorageLocation, open_store
-from railyard.errors import LockBusyError, PermanentError, RetryableError, StorageError
-from railyard.settings import Settings
+from jobs.backup.catalog import Manifest, list_backups
+from jobs.backup.config import BackupOptions, BackupTuning
+from jobs.backup.dump import LOCK_KEY, backup_database, run_backup
+from jobs.backup.restore import restore_backup
+from railyard.core import pgtools
+from railyard.core.errors import LockBusyError, PermanentError, RetryableError, StorageError
+from railyard.core.pgtools import PgTarget
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation, open_store
 from tests.conftest import SENTINEL_PASSWORD, free_port
 from tests.faultproxy import FaultProxy
 

@@ -12,23 +12,23 @@ import redis
 from click.testing import CliRunner
 from rq import Queue
 
-from jobs.backup import backup_database
-from jobs.catalog import read_catalog
-from jobs.copy import COPY_JOB, copy_backup
-from jobs.copy_config import CopyConfig
-from jobs.restore import restore_backup
+from jobs.backup.catalog import read_catalog
+from jobs.backup.copy import COPY_JOB, copy_backup
+from jobs.backup.copy_config import CopyConfig
+from jobs.backup.dump import backup_database
+from jobs.backup.restore import restore_backup
+from jobs.backup.staleness import check_stale_backups
+from jobs.backup.verify import verify_backups
 from jobs.retention import prune_backups
-from jobs.staleness import check_stale_backups
-from jobs.storage import StorageLocation, open_store
-from jobs.storage.access import S3Access
-from jobs.storage.s3 import make_client
-from jobs.verify import verify_backups
-from railyard import status
-from railyard.alert_config import AlertConfig
 from railyard.cli import cli
-from railyard.errors import PermanentError
-from railyard.serializer import rq_serializer
-from railyard.settings import Settings
+from railyard.core.alert_config import AlertConfig
+from railyard.core.errors import PermanentError
+from railyard.core.serializer import rq_serializer
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation, open_store
+from railyard.core.storage.access import S3Access
+from railyard.core.storage.s3 import make_client
+from railyard.ops import status
 from tests.conftest import RCLONE_TEST_ENV
 from tests.webhook_server import webhook_server
 

@@ -9,11 +9,11 @@ import psycopg
 import pytest
 from pyrage import x25519
 
-from jobs.backup import backup_database
-from jobs.encryption import EncryptionConfig
-from jobs.restore import restore_backup
-from railyard.errors import ConfigError, PermanentError
-from railyard.settings import Settings
+from jobs.backup.dump import backup_database
+from jobs.backup.encryption import EncryptionConfig
+from jobs.backup.restore import restore_backup
+from railyard.core.errors import ConfigError, PermanentError
+from railyard.core.settings import Settings
 from tests.conftest import ROOT
 from tests.e2e.conftest import child_env, run_cli
 from tests.integration.test_backup import SCHEMA_SQL, table_digests

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.storage import open_store
-from railyard.errors import RailyardError
+from railyard.core.errors import RailyardError
+from railyard.core.storage import open_store
 
 USER, PASSWORD = "Sentinel-endpoint-user", "Sentinel-endpoint-pw"
 

@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jobs.audio import process_audio
-from jobs.backup import run_backup
+from jobs.backup.dump import run_backup
+from jobs.backup.verify import verify_backup
 from jobs.retention import prune_backups
-from jobs.retention_config import COUNT_VARIABLES, MIN_KEEP_VARIABLE, WITHIN_VARIABLE
-from jobs.storage import StorageLocation, open_store
-from jobs.verify import verify_backup
-from railyard.errors import ConfigError, RailyardError
+from jobs.retention.config import COUNT_VARIABLES, MIN_KEEP_VARIABLE, WITHIN_VARIABLE
+from railyard.core.errors import ConfigError, RailyardError
+from railyard.core.storage import StorageLocation, open_store
 from tests.audio_signals import create_audio_table
 from tests.conftest import fresh_database
 from tests.manifests import put_backup

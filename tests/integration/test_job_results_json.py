@@ -16,16 +16,16 @@ import psycopg
 import pytest
 from rq.serializers import JSONSerializer
 
-from jobs import registry
 from jobs.audio import process_audio
-from jobs.backup import LOCK_KEY, run_backup
-from jobs.copy import copy_backup
+from jobs.backup.copy import copy_backup
+from jobs.backup.dump import LOCK_KEY, run_backup
+from jobs.backup.staleness import check_stale_backups
+from jobs.backup.summary import send_weekly_summary
+from jobs.backup.verify import verify_backup
 from jobs.diagnostics import ping
-from jobs.migrate import run_migrations
+from jobs.migrations import run_migrations
 from jobs.retention import prune_backups, purge_rows
-from jobs.staleness import check_stale_backups
-from jobs.summary import send_weekly_summary
-from jobs.verify import verify_backup
+from railyard.core import registry
 from tests import audio_signals as sig
 
 COVERED_ELSEWHERE = {"jobs.diagnostics.retry_probe"}

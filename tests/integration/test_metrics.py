@@ -13,11 +13,11 @@ from rq import Queue
 from rq.job import Job
 from rq.results import Result
 
-from jobs.catalog import VERIFIED_SUFFIX
-from jobs.storage import StorageLocation, open_store
-from railyard import metrics
-from railyard.settings import Settings
-from railyard.status import Status
+from jobs.backup.catalog import VERIFIED_SUFFIX
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation, open_store
+from railyard.ops import metrics
+from railyard.ops.status import Status
 from tests.manifests import put_backup
 from tests.ports import free_port
 

@@ -15,13 +15,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from jobs.migration_apply import MigrationFailed
-from jobs.migration_config import MigrationConfig
-from jobs.migration_lock import LOCK_KEY
-from jobs.migration_plan import APP, BUILTIN, AcceptSpec
-from jobs.migration_runner import BUILTIN_DIR, Migrator, PlanError, UpOptions, sources_for
-from railyard.errors import LockBusyError, PermanentError, RetryableError
-from railyard.settings import Settings
+from jobs.migrations.apply import MigrationFailed
+from jobs.migrations.config import MigrationConfig
+from jobs.migrations.lock import LOCK_KEY
+from jobs.migrations.plan import APP, BUILTIN, AcceptSpec
+from jobs.migrations.runner import BUILTIN_DIR, Migrator, PlanError, UpOptions, sources_for
+from railyard.core.errors import LockBusyError, PermanentError, RetryableError
+from railyard.core.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -502,8 +502,8 @@ def test_migrate_command_failure_and_password_in_argv_are_refused(env: Env) -> N
 
 
 def test_apply_builtin_applies_railyards_own_migrations(database_url: str) -> None:
-    """Whatever NNNN_slug.sql files ship in jobs/builtin_migrations are applied and recorded once."""
-    from jobs.migrate import apply_builtin
+    """Whatever NNNN_slug.sql files ship in jobs/migrations/builtin are applied and recorded once."""
+    from jobs.migrations import apply_builtin
 
     shipped = sorted(p.name for p in BUILTIN_DIR.glob("*.sql"))
     first = apply_builtin(database_url)
@@ -514,8 +514,8 @@ def test_apply_builtin_applies_railyards_own_migrations(database_url: str) -> No
 
 def test_backup_first_creates_a_listed_backup_before_the_first_statement(env: Env, monkeypatch) -> None:
     """In production a backup is taken (and listed) before anything is applied; its id is returned."""
-    from jobs.catalog import list_backups
-    from jobs.storage import StorageLocation, open_store
+    from jobs.backup.catalog import list_backups
+    from railyard.core.storage import StorageLocation, open_store
 
     storage = env.tmp_path / "backups"
     monkeypatch.setenv("BACKUP_STORAGE_URL", str(storage))

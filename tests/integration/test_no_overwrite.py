@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.storage import MIN_PART_SIZE, ObjectStore
-from jobs.storage.local import LocalStore
-from jobs.storage.s3 import S3Store, make_client
-from railyard.errors import ObjectExistsError
+from railyard.core.errors import ObjectExistsError
+from railyard.core.storage import MIN_PART_SIZE, ObjectStore
+from railyard.core.storage.local import LocalStore
+from railyard.core.storage.s3 import S3Store, make_client
 from tests.conftest import AWS_TEST_ENV, RCLONE_TEST_ENV
 
 

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.backup import backup_database
-from jobs.prune import prune
-from jobs.retention_policy import RetentionPolicy
-from jobs.storage import ObjectLock, StorageLocation, open_store
-from jobs.storage.s3 import S3Store, make_client
-from railyard.errors import PermanentError
-from railyard.settings import Settings
+from jobs.backup.dump import backup_database
+from jobs.retention.policy import RetentionPolicy
+from jobs.retention.prune import prune
+from railyard.core.errors import PermanentError
+from railyard.core.settings import Settings
+from railyard.core.storage import ObjectLock, StorageLocation, open_store
+from railyard.core.storage.s3 import S3Store, make_client
 from tests.integration.test_prune import ENV, LATEST, put_backup
 
 pytestmark = pytest.mark.timeout(120)

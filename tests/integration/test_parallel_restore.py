@@ -13,13 +13,13 @@ import psycopg
 import pytest
 import structlog.testing
 
-from jobs.backup import backup_database
-from jobs.parallel_restore import leftovers
-from jobs.pgtools import PgTarget
-from jobs.restore import restore_backup
-from jobs.storage import open_store
-from jobs.verify import verify_manifest
-from railyard.errors import PermanentError
+from jobs.backup.dump import backup_database
+from jobs.backup.parallel_restore import leftovers
+from jobs.backup.restore import restore_backup
+from jobs.backup.verify import verify_manifest
+from railyard.core.errors import PermanentError
+from railyard.core.pgtools import PgTarget
+from railyard.core.storage import open_store
 from tests.integration.test_backup import SCHEMA_SQL, _tamper_manifest, schema_dump, settings_for, table_digests
 
 pytestmark = pytest.mark.timeout(180)

@@ -14,13 +14,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from jobs.backup import backup_database
-from jobs.pgtools import PgTarget
-from jobs.production_guard import check_restore_target
-from jobs.restore import restore_backup
-from railyard.conninfo import Conninfo
-from railyard.errors import PermanentError
-from railyard.settings import Settings
+from jobs.backup.dump import backup_database
+from jobs.backup.production_guard import check_restore_target
+from jobs.backup.restore import restore_backup
+from railyard.core.conninfo import Conninfo
+from railyard.core.errors import PermanentError
+from railyard.core.pgtools import PgTarget
+from railyard.core.settings import Settings
 from tests.conftest import free_port
 from tests.tcpproxy import tcp_proxy
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from jobs.catalog import BackupKey, Manifest, backup_key
-from jobs.prune import prune
-from jobs.retention_policy import RetentionPolicy
-from jobs.storage import ObjectStore, StorageLocation
-from jobs.storage.base import IncompleteUpload, ObjectInfo, Upload
-from jobs.storage.local import PARTIAL_MARK, LocalStore
-from jobs.storage.s3 import S3Store, make_client
-from railyard.errors import StorageError
+from jobs.backup.catalog import BackupKey, Manifest, backup_key
+from jobs.retention.policy import RetentionPolicy
+from jobs.retention.prune import prune
+from railyard.core.errors import StorageError
+from railyard.core.storage import ObjectStore, StorageLocation
+from railyard.core.storage.base import IncompleteUpload, ObjectInfo, Upload
+from railyard.core.storage.local import PARTIAL_MARK, LocalStore
+from railyard.core.storage.s3 import S3Store, make_client
 
 ENV = "production"
 # An hour ago, so that no backup in these tests is dated in the future whatever the time of day.

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from structlog.testing import capture_logs
 
-from jobs import purge
-from jobs.duration import Duration
-from jobs.purge_config import PurgePolicy
-from railyard.errors import ConfigError, LockBusyError, PermanentError
+from jobs.retention import purge
+from jobs.retention.purge_config import PurgePolicy
+from railyard.core.durations import Duration
+from railyard.core.errors import ConfigError, LockBusyError, PermanentError
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=30)

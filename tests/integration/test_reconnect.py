@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from railyard.reconnect import CappedBackoff, keep_reconnecting, retries_for
+from railyard.core.reconnect import CappedBackoff, keep_reconnecting, retries_for
 from tests.redisserver import RedisServer
 
 DOWN_S = 3.0

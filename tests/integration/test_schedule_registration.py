@@ -10,9 +10,9 @@ import redis
 from rq.job import Job
 from rq_scheduler import Scheduler
 
-from railyard.serializer import SerializerName
-from railyard.settings import Settings
-from scheduler.config import ScheduleConfig
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.serializer import SerializerName
+from railyard.core.settings import Settings
 from scheduler.registration import SCHEDULED_JOBS_KEY, reconcile, registered_entries, registration_id
 from scheduler.schedule import BACKUP_JOB, PRUNE_JOB, Entry
 from scheduler.service import RailyardScheduler

@@ -10,9 +10,9 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from jobs import registry
-from railyard.errors import PermanentError
-from railyard.serializer import SerializerName, rq_serializer
+from railyard.core import registry
+from railyard.core.errors import PermanentError
+from railyard.core.serializer import SerializerName, rq_serializer
 from scheduler import runs
 from scheduler.claims import STALE_CLAIM_S, claim_key
 from scheduler.schedule import BACKUP_JOB, Entry

@@ -14,11 +14,11 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq_scheduler import Scheduler
 
-from jobs.storage import StorageLocation, open_store
-from railyard.serializer import SerializerName
-from railyard.settings import Settings
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.serializer import SerializerName
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation, open_store
 from scheduler import registration, runs
-from scheduler.config import ScheduleConfig
 from scheduler.registration import SCHEDULED_JOBS_KEY, registration_id
 from scheduler.schedule import BACKUP_JOB, PRUNE_JOB, Entry
 from scheduler.service import RailyardScheduler

@@ -20,17 +20,17 @@ import pytest
 import zstandard
 from psycopg import sql
 
-from jobs.backup import backup_database
-from jobs.catalog import AmbiguousLatestError, backup_key, choose_latest, read_catalog
-from jobs.prune import prune
-from jobs.restore import restore_backup
+from jobs.backup.catalog import AmbiguousLatestError, backup_key, choose_latest, read_catalog
+from jobs.backup.dump import backup_database
+from jobs.backup.restore import restore_backup
+from jobs.backup.series import BACKUP_LOCK_KEY, resolve_source
 from jobs.retention import run_prune
-from jobs.retention_policy import RetentionPolicy
-from jobs.series import BACKUP_LOCK_KEY, resolve_source
-from jobs.storage import StorageLocation, open_store
-from jobs.storage.s3 import make_client
-from railyard.errors import LockBusyError
-from railyard.settings import Settings
+from jobs.retention.policy import RetentionPolicy
+from jobs.retention.prune import prune
+from railyard.core.errors import LockBusyError
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation, open_store
+from railyard.core.storage.s3 import make_client
 from tests.conftest import url_with_db
 from tests.unit.test_manifest_validation import ENV, manifest_for, put
 from tests.webhook_server import webhook_server

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs.storage import MIN_PART_SIZE, ObjectStore
-from jobs.storage.local import LocalStore
-from jobs.storage.s3 import S3Store
-from railyard.errors import NotFoundError, ObjectExistsError, PermanentError, StorageError
+from railyard.core.errors import NotFoundError, ObjectExistsError, PermanentError, StorageError
+from railyard.core.storage import MIN_PART_SIZE, ObjectStore
+from railyard.core.storage.local import LocalStore
+from railyard.core.storage.s3 import S3Store
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -106,9 +106,9 @@ def test_put_if_absent_refuses_overwrite(store: ObjectStore) -> None:
 
 KILLED_WRITER = """
 import os, sys
-from jobs.storage import MIN_PART_SIZE
-from jobs.storage.local import LocalStore
-from jobs.storage.s3 import S3Store
+from railyard.core.storage import MIN_PART_SIZE
+from railyard.core.storage.local import LocalStore
+from railyard.core.storage.s3 import S3Store
 kind, where = sys.argv[1], sys.argv[2]
 store = LocalStore(where) if kind == "local" else S3Store(where, addressing_style="path")
 upload = store.open_upload("s/left.bin", part_size=MIN_PART_SIZE, concurrency=1)
@@ -170,8 +170,8 @@ def test_s3_server_side_encryption_and_storage_class(bucket: str, monkeypatch: p
 
 
 def test_s3_put_options_are_validated() -> None:
-    from jobs.storage.s3 import put_options
-    from railyard.errors import ConfigError
+    from railyard.core.errors import ConfigError
+    from railyard.core.storage.s3 import put_options
 
     with pytest.raises(ConfigError) as info:
         put_options({"S3_SSE": "rot13", "S3_SSE_KMS_KEY_ID": "k", "S3_STORAGE_CLASS": "cheap please"})

@@ -9,12 +9,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from jobs.backup import backup_database
-from jobs.catalog import VERIFIED_SUFFIX, Manifest
-from jobs.storage import open_store
-from jobs.verify import SCRATCH_COMMENT, scratch_name, verify_backup, verify_backups, verify_server
-from railyard.errors import ConfigError, PermanentError
-from railyard.settings import Settings
+from jobs.backup.catalog import VERIFIED_SUFFIX, Manifest
+from jobs.backup.dump import backup_database
+from jobs.backup.verify import SCRATCH_COMMENT, scratch_name, verify_backup, verify_backups, verify_server
+from railyard.core.errors import ConfigError, PermanentError
+from railyard.core.settings import Settings
+from railyard.core.storage import open_store
 from tests.e2e.conftest import run_cli
 
 pytestmark = pytest.mark.timeout(120)

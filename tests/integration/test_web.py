@@ -17,11 +17,11 @@ from rq.job import Job
 from rq.results import Result
 from starlette.testclient import TestClient
 
-from jobs.catalog import VERIFIED_SUFFIX, Manifest
-from jobs.storage import StorageLocation, open_store
+from jobs.backup.catalog import VERIFIED_SUFFIX, Manifest
 from railyard.cli import cli
-from railyard.settings import Settings
-from railyard.web import create_app
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation, open_store
+from railyard.ops.web import create_app
 from tests.manifests import put_backup
 
 SECRET = "pw-Zq81nope"  # the database password: must appear on no page

@@ -3,8 +3,8 @@
 import fakeredis
 from rq import Queue
 
-from jobs import registry
-from jobs.client import enqueue
+from railyard.core import registry
+from railyard.core.client import enqueue
 
 
 def test_attempts_count_up_as_retries_are_used() -> None:

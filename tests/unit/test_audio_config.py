@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.audio.config import AudioSettings, default_storage_url
-from railyard.errors import ConfigError
+from railyard.core.errors import ConfigError
 
 
 def test_defaults() -> None:

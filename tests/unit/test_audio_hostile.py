@@ -18,7 +18,7 @@ from jobs.audio import policy
 from jobs.audio.config import AudioSettings
 from jobs.audio.errors import AudioInputError, AudioLimitError
 from jobs.audio.pipeline import normalise
-from jobs.storage.local import LocalStore
+from railyard.core.storage.local import LocalStore
 from tests import audio_signals as sig
 
 TIME_BOUND_S = 10.0

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from jobs.audio.reader import SKIP_BY_READING_MAX, SourceChangedError, StorageReader
-from jobs.storage.base import READ_CHUNK_SIZE
-from jobs.storage.local import LocalStore
+from railyard.core.storage.base import READ_CHUNK_SIZE
+from railyard.core.storage.local import LocalStore
 
 DATA = bytes(i * 7 % 251 for i in range(3 * 1024 * 1024 + 123))
 

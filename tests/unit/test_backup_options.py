@@ -2,10 +2,10 @@
 
 import pytest
 
-from jobs.backup_config import BackupOptions, BackupTuning
-from jobs.rowcounts import included_tables
-from jobs.storage import MAX_PARTS, MIN_PART_SIZE, choose_part_size
-from railyard.errors import ConfigError, PermanentError
+from jobs.backup.config import BackupOptions, BackupTuning
+from jobs.backup.rowcounts import included_tables
+from railyard.core.errors import ConfigError, PermanentError
+from railyard.core.storage import MAX_PARTS, MIN_PART_SIZE, choose_part_size
 
 TiB = 1024**4
 

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobs.catalog import Manifest, backup_key, parse_backup_key
-from jobs.storage import StorageLocation
-from railyard.errors import PermanentError
+from jobs.backup.catalog import Manifest, backup_key, parse_backup_key
+from railyard.core.errors import PermanentError
+from railyard.core.storage import StorageLocation
 
 LOC = StorageLocation.parse("s3://bucket/backups/pg")
 WHEN = datetime(2026, 11, 20, 3, 0, 7, 123456, tzinfo=UTC)

@@ -14,14 +14,14 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.catalog import choose_latest, find_backup, read_catalog
-from jobs.prune import prune
-from jobs.retention_policy import RetentionPolicy
-from jobs.staleness import newest_backups
-from jobs.storage import StorageLocation
-from jobs.storage.local import LocalStore
+from jobs.backup.catalog import choose_latest, find_backup, read_catalog
+from jobs.backup.staleness import newest_backups
+from jobs.retention.policy import RetentionPolicy
+from jobs.retention.prune import prune
 from railyard.cli import cli
-from railyard.errors import RailyardError
+from railyard.core.errors import RailyardError
+from railyard.core.storage import StorageLocation
+from railyard.core.storage.local import LocalStore
 from tests.unit.test_manifest_validation import ENV, manifest_for, put
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import childproc
+from railyard.core import childproc
 from tests.conftest import ROOT
 
 ENV = dict(os.environ)
@@ -103,7 +103,7 @@ def test_a_descendant_that_left_the_group_is_ended_too() -> None:
 
 PARENT = """
 import os, sys, time
-from jobs import childproc
+from railyard.core import childproc
 child = childproc.start(["sh", "-c", "echo $$; sleep 30 & echo $!; wait"], env=dict(os.environ))
 for _ in range(2):
     print(child.stdout.readline().decode().strip(), flush=True)

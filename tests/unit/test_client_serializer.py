@@ -14,11 +14,11 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import import_attribute
 
-from jobs import client, registry
-from railyard.errors import ConfigError, PermanentError
-from railyard.serializer import func_label
-from railyard.settings import Settings
-from scheduler.config import ScheduleConfig
+from railyard.core import client, registry
+from railyard.core.errors import ConfigError, PermanentError
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.serializer import func_label
+from railyard.core.settings import Settings
 from scheduler.schedule import build_schedule, targets_from_settings
 
 # Arguments as producers send them (README, "Enqueue from other services"): one sample per job.

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from railyard.conninfo import Conninfo, ConninfoError, conninfo_problems, password_forms
-from railyard.errors import ConfigError
-from railyard.settings import Settings
+from railyard.core.conninfo import Conninfo, ConninfoError, conninfo_problems, password_forms
+from railyard.core.errors import ConfigError
+from railyard.core.settings import Settings
 
 PASSWORD = "Sentinel-pw @:/%#?&=+ end"
 ENCODED = quote(PASSWORD, safe="")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.copy_config import CopyConfig
-from jobs.retention_config import backup_policy_from_env, copy_policy_from_env
-from jobs.storage.access import S3Access
-from railyard.errors import ConfigError
-from railyard.startup import environment_problems
+from jobs.backup.copy_config import CopyConfig
+from jobs.environment import environment_problems
+from jobs.retention.config import backup_policy_from_env, copy_policy_from_env
+from railyard.core.errors import ConfigError
+from railyard.core.storage.access import S3Access
 
 OWN_KEYS = {"BACKUP_COPY_AWS_ACCESS_KEY_ID": "AKCOPY", "BACKUP_COPY_AWS_SECRET_ACCESS_KEY": "copy-secret-value"}
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.cron import cron_problem, next_run, period_around, previous_run, zone_problem
+from railyard.core.cron import cron_problem, next_run, period_around, previous_run, zone_problem
 
 
 def utc(text: str) -> datetime:

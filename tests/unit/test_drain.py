@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import registry
+from railyard.core import registry
 from worker.drain import draining_problem
 
 LONGEST = registry.LONGEST_TIMEOUT_S

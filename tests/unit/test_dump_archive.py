@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.dump_archive import LARGE_OBJECTS_KEY, ArchiveFormatError, ArchiveReader, ArchiveSummary
+from jobs.backup.dump_archive import LARGE_OBJECTS_KEY, ArchiveFormatError, ArchiveReader, ArchiveSummary
 from tests.archive_writer import Table, pg_int, write_archive
 
 # Text that COPY must escape, and values that look like its own markers once escaped.

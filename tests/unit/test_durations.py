@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from railyard.durations import DurationError, format_duration, parse_duration
+from railyard.core.durations import DurationError, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

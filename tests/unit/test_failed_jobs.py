@@ -2,7 +2,7 @@
 
 import pytest
 
-from railyard.failed_jobs import error_summary
+from railyard.core.failed_jobs import error_summary
 
 TRACEBACK = """Traceback (most recent call last):
   File "/app/jobs/backup.py", line 10, in run_backup
@@ -14,14 +14,14 @@ The above exception was the direct cause of the following exception:
 
 Traceback (most recent call last):
   File "/app/rq/worker.py", line 1, in perform_job
-railyard.errors.RetryableError: cannot connect to 127.0.0.1:5432; check DATABASE_URL
+railyard.core.errors.RetryableError: cannot connect to 127.0.0.1:5432; check DATABASE_URL
 """
 
 
 @pytest.mark.parametrize(
     ("exc_string", "expected"),
     [
-        (TRACEBACK, "railyard.errors.RetryableError: cannot connect to 127.0.0.1:5432; check DATABASE_URL"),
+        (TRACEBACK, "railyard.core.errors.RetryableError: cannot connect to 127.0.0.1:5432; check DATABASE_URL"),
         ("refused: 'os.system' is not a Railyard job\nmore", "refused: 'os.system' is not a Railyard job"),
         ("", ""),
         (None, ""),

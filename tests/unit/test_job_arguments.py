@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs import registry
-from jobs.client import enqueue
-from jobs.job_arguments import JobArgumentError, argument_problems
+from railyard.core import registry
+from railyard.core.client import enqueue
+from railyard.core.job_arguments import JobArgumentError, argument_problems
 
 
 def problems(func: str, *args: object, **kwargs: object) -> list[str]:

@@ -7,8 +7,8 @@ import logging
 import structlog
 import structlog.testing
 
-from railyard.logs import SecretScrubber, configure_logging
-from railyard.settings import Settings
+from railyard.core.logs import SecretScrubber, configure_logging
+from railyard.core.settings import Settings
 
 
 def test_json_lines_carry_bound_job_context_and_hide_secrets() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobs.catalog import (
+from jobs.backup.catalog import (
     FOREIGN,
     INVALID,
     AmbiguousLatestError,
@@ -22,9 +22,9 @@ from jobs.catalog import (
     parse_backup_key,
     read_catalog,
 )
-from jobs.storage import ObjectStore, StorageLocation
-from jobs.storage.local import LocalStore
-from railyard.errors import NotFoundError, PermanentError
+from railyard.core.errors import NotFoundError, PermanentError
+from railyard.core.storage import ObjectStore, StorageLocation
+from railyard.core.storage.local import LocalStore
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 ENV = "production"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.migration_config import MigrationConfig
-from railyard.errors import ConfigError
+from jobs.migrations.config import MigrationConfig
+from railyard.core.errors import ConfigError
 
 
 def test_defaults() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.migration_files import (
+from jobs.migrations.files import (
     MigrationFileError,
     checksum,
     discover,

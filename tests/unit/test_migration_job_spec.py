@@ -6,11 +6,11 @@ import psycopg
 import pytest
 from rq.timeouts import JobTimeoutException
 
-from jobs import registry
-from jobs.migration_apply import MigrationFailed
-from jobs.migration_files import MigrationFileError
-from jobs.migration_runner import PlanError
-from railyard.errors import LockBusyError, RetryableError
+from jobs.migrations.apply import MigrationFailed
+from jobs.migrations.files import MigrationFileError
+from jobs.migrations.runner import PlanError
+from railyard.core import registry
+from railyard.core.errors import LockBusyError, RetryableError
 
 SPEC = registry.require_spec("jobs.migrate.run_migrations")
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.migration_files import Discovery, MigrationFile, scan
-from jobs.migration_plan import (
+from jobs.migrations.files import Discovery, MigrationFile, scan
+from jobs.migrations.plan import (
     APP,
     BUILTIN,
     AcceptSpec,
@@ -19,7 +19,7 @@ from jobs.migration_plan import (
     retry_delays,
     status_exit_code,
 )
-from railyard.errors import PermanentError
+from railyard.core.errors import PermanentError
 
 DIR = Path("migrations")
 

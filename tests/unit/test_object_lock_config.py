@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.storage.lock import ObjectLock, object_lock_from_env
-from railyard.errors import ConfigError
+from railyard.core.errors import ConfigError
+from railyard.core.storage.lock import ObjectLock, object_lock_from_env
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,11 @@ from datetime import timedelta
 
 import pytest
 
-from jobs import registry
-from railyard.alert_config import AlertConfig
-from railyard.errors import ConfigError
-from railyard.status_config import StatusConfig
-from worker.tuning import WorkerTuning
+from railyard.core import registry
+from railyard.core.alert_config import AlertConfig
+from railyard.core.errors import ConfigError
+from railyard.core.worker_config import WorkerTuning
+from railyard.ops.status_config import StatusConfig
 
 
 def test_alert_config_defaults() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import pgtools
-from jobs.pgtools import PgTarget, find_tool
-from railyard.errors import PermanentError
+from railyard.core import pgtools
+from railyard.core.errors import PermanentError
+from railyard.core.pgtools import PgTarget, find_tool
 
 
 def bundled() -> Path:

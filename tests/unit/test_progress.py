@@ -5,9 +5,9 @@ import io
 import pytest
 import structlog
 
-from railyard.logs import configure_logging
-from railyard.progress import ERASE_LINE, StatusLine, progress_text
-from railyard.settings import Settings
+from railyard.core.logs import configure_logging
+from railyard.core.progress import ERASE_LINE, StatusLine, progress_text
+from railyard.core.settings import Settings
 
 MB = 1_000_000
 

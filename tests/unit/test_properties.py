@@ -10,21 +10,21 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs import registry
 from jobs.audio.config import AudioSettings
-from jobs.backup_config import BackupOptions, BackupTuning
-from jobs.catalog import parse_backup_key
-from jobs.migration_config import MigrationConfig
-from jobs.purge_config import parse_config
-from jobs.retention_config import COUNT_VARIABLES, MIN_KEEP_VARIABLE, WITHIN_VARIABLE, backup_policy_from_env
-from jobs.storage import StorageLocation
-from railyard.alert_config import AlertConfig
-from railyard.durations import parse_duration
-from railyard.errors import ConfigError, RailyardError
-from railyard.settings import Settings
-from scheduler.config import ScheduleConfig
-from scheduler.cron import next_run
-from worker.tuning import WorkerTuning
+from jobs.backup.catalog import parse_backup_key
+from jobs.backup.config import BackupOptions, BackupTuning
+from jobs.migrations.config import MigrationConfig
+from jobs.retention.config import COUNT_VARIABLES, MIN_KEEP_VARIABLE, WITHIN_VARIABLE, backup_policy_from_env
+from jobs.retention.purge_config import parse_config
+from railyard.core import registry
+from railyard.core.alert_config import AlertConfig
+from railyard.core.cron import next_run
+from railyard.core.durations import parse_duration
+from railyard.core.errors import ConfigError, RailyardError
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.settings import Settings
+from railyard.core.storage import StorageLocation
+from railyard.core.worker_config import WorkerTuning
 
 TEXT = st.text(max_size=80)
 TRACEBACK = "Traceback (most recent call last)"  # the input itself may well say "Traceback"

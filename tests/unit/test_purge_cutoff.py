@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from jobs.duration import Duration
-from jobs.purge import PurgeTarget
-from jobs.purge_config import PurgePolicy
+from jobs.retention.purge import PurgeTarget
+from jobs.retention.purge_config import PurgePolicy
+from railyard.core.durations import Duration
 
 NOW = datetime(2026, 3, 31, 9, 30, tzinfo=UTC)
 

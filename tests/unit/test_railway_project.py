@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from jobs import registry
+from railyard.core import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_DIR = ROOT / "deploy" / "railway"

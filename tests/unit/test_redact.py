@@ -8,8 +8,8 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from railyard.alerts import Alert
-from railyard.redact import REDACTED, Redactor, environment_secrets, redact
+from railyard.core.alerts import Alert
+from railyard.core.redact import REDACTED, Redactor, environment_secrets, redact
 
 SENTINELS = {
     "DATABASE_URL": "db-sentinel @:/%#?&=+ 1",

@@ -5,9 +5,9 @@ import psycopg
 import pytest
 from rq import Queue
 
-from jobs import registry
-from jobs.client import enqueue
-from railyard.errors import LockBusyError, NotFoundError, PermanentError, StorageError
+from railyard.core import registry
+from railyard.core.client import enqueue
+from railyard.core.errors import LockBusyError, NotFoundError, PermanentError, StorageError
 
 
 @pytest.fixture

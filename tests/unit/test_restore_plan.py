@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.restore_plan import SPOOL_MARGIN_BYTES, RestoreTuning, choose
-from jobs.storage.base import MiB
-from railyard.errors import ConfigError
+from jobs.backup.restore_plan import SPOOL_MARGIN_BYTES, RestoreTuning, choose
+from railyard.core.errors import ConfigError
+from railyard.core.storage.base import MiB
 
 GB = 1024 * MiB
 TUNING = RestoreTuning(jobs=4, parallel_min_bytes=256 * MiB)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs.duration import Duration
-from jobs.purge_config import CONFIG_VARIABLE, PurgePolicy, config_from_env, parse_config
-from jobs.retention_config import backup_policy_from_env
-from jobs.retention_policy import RetentionPolicy
-from railyard.errors import ConfigError
+from jobs.retention.config import backup_policy_from_env
+from jobs.retention.policy import RetentionPolicy
+from jobs.retention.purge_config import CONFIG_VARIABLE, PurgePolicy, config_from_env, parse_config
+from railyard.core.durations import Duration
+from railyard.core.errors import ConfigError
 
 
 def test_backup_policy_defaults() -> None:
@@ -140,7 +140,7 @@ def test_bad_config_lists_every_problem() -> None:
     assert caught.value.problems == [
         "retention.toml, policy 1: missing column",
         "retention.toml, policy 1: max_age 'soon' is not a duration; use a number and a unit, combinable: "
-        "y (years), m (months), w (weeks), d (days), h (hours), e.g. 90d or 1y6m",
+        "y (years), mo (months), w (weeks), d (days), h (hours), e.g. 90d or 1y6mo",
         "retention.toml, policy 2: unknown keys ['batch']; allowed keys are ['batch_size', 'column', "
         "'lock_timeout_s', 'max_age', 'pause_s', 'schema', 'statement_timeout_s', 'table']",
         "retention.toml, policy 2: missing table",

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.duration import Duration
-from jobs.retention_policy import BackupRecord, RetentionPolicy, plan_retention
-from railyard.errors import PermanentError
+from jobs.retention.policy import BackupRecord, RetentionPolicy, plan_retention
+from railyard.core.durations import Duration
+from railyard.core.errors import PermanentError
 
 NOW = datetime(2026, 11, 20, 23, 0, tzinfo=UTC)
 ONLY = {"last": 0, "hourly": 0, "daily": 0, "weekly": 0, "monthly": 0, "yearly": 0}
@@ -137,8 +137,8 @@ CASES = [
         ["2026-03-31 10:00", "2026-02-28 11:00", "2026-02-28 09:00"],
         policy(within=Duration(months=1)),
         {
-            "2026-03-31 10:00": ("within 1m",),
-            "2026-02-28 11:00": ("within 1m",),  # one month before March 31 is February 28
+            "2026-03-31 10:00": ("within 1mo",),
+            "2026-02-28 11:00": ("within 1mo",),  # one month before March 31 is February 28
             "2026-02-28 09:00": (),
         },
         id="within-calendar-month",

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from rq.job import JOB_ID_PATTERN
 
-from railyard.errors import ConfigError
-from railyard.settings import Settings
-from scheduler.config import ScheduleConfig
+from railyard.core.errors import ConfigError
+from railyard.core.schedule_config import ScheduleConfig
+from railyard.core.settings import Settings
 from scheduler.schedule import (
     BACKUP_JOB,
     PRUNE_JOB,

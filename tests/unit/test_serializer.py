@@ -13,8 +13,8 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import DefaultSerializer, JSONSerializer
 
-from railyard.errors import ConfigError
-from railyard.serializer import (
+from railyard.core.errors import ConfigError
+from railyard.core.serializer import (
     JSONJob,
     func_label,
     is_readable,
@@ -98,7 +98,7 @@ def test_json_job_class_reads_and_writes_json_when_given_no_serializer(conn) -> 
 def test_the_refusal_reason_says_what_happened_and_how_to_fix_it() -> None:
     json_reason = unreadable_reason("json")
     assert json_reason.startswith("refused: the job's data is not JSON, so it was neither unpickled nor run")
-    assert "jobs.client" in json_reason and "JSONSerializer" in json_reason
+    assert "railyard.core.client" in json_reason and "JSONSerializer" in json_reason
     pickle_reason = unreadable_reason("pickle")
     assert "RAILYARD_SERIALIZER=json on every Railyard process" in pickle_reason
     assert "\n" not in json_reason + pickle_reason

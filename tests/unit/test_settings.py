@@ -2,8 +2,8 @@
 
 import pytest
 
-from railyard.errors import ConfigError
-from railyard.settings import DEFAULT_QUEUES, Settings, redact_url, strip_password
+from railyard.core.errors import ConfigError
+from railyard.core.settings import DEFAULT_QUEUES, Settings, redact_url, strip_password
 
 
 def test_defaults_need_nothing_external() -> None:
@@ -127,7 +127,7 @@ def test_whole_numbers_are_ascii_digits_only(raw: str) -> None:
     ("raw", "ok"), [("1.5", True), ("2e1", True), ("nan", False), ("inf", False), ("\uff11", False)]
 )
 def test_numbers_are_finite_and_ascii(raw: str, ok: bool) -> None:
-    from railyard.envparse import parse_float
+    from railyard.core.envparse import parse_float
 
     if ok:
         assert float(raw) == parse_float(raw)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.sqlsplit import SqlSyntaxError, has_code, is_transaction_control, split_statements
+from jobs.migrations.sqlsplit import SqlSyntaxError, has_code, is_transaction_control, split_statements
 
 
 @pytest.mark.parametrize(

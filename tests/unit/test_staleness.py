@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs.catalog import Manifest
-from jobs.staleness import assess, stale_period
+from jobs.backup.catalog import Manifest
+from jobs.backup.staleness import assess, stale_period
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 STALE_AFTER = timedelta(hours=26)

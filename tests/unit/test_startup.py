@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from railyard.startup import environment_problems
+from jobs.environment import environment_problems
 
 URL_SETTINGS = (
     "DATABASE_URL",

@@ -3,8 +3,8 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from jobs.catalog import Manifest
-from jobs.summary import summarize
+from jobs.backup.catalog import Manifest
+from jobs.backup.summary import summarize
 from tests.unit.test_staleness import manifest
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from railyard.errors import ConfigError
-from railyard.svg_chart import line_chart
-from railyard.web_auth import CsrfTokens, basic_auth_ok, is_loopback, require_password_off_loopback
+from railyard.core.errors import ConfigError
+from railyard.ops.svg_chart import line_chart
+from railyard.ops.web_auth import CsrfTokens, basic_auth_ok, is_loopback, require_password_off_loopback
 
 
 @pytest.mark.parametrize(

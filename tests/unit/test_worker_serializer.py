@@ -7,7 +7,7 @@ import pytest
 from rq import Queue
 from rq.serializers import DefaultSerializer, JSONSerializer
 
-from railyard.errors import ConfigError
+from railyard.core.errors import ConfigError
 from worker.rq_worker import RailyardWorker
 
 RQ_CLI_DEFAULT = "rq.serializers.DefaultSerializer"  # what `rq worker` passes without --serializer

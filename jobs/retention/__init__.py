@@ -1,0 +1,108 @@
+"""The retention jobs (queue ``retention``): prune backups, purge expired rows.
+
+``prune_backups`` and ``purge_rows`` are what the queue calls; ``run_prune`` and
+``run_purge`` are the same work for in-process callers such as the CLI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from jobs.backup.copy_config import CopyConfig
+from jobs.backup.series import lock_probe
+from jobs.retention import purge
+from jobs.retention.config import backup_policy_from_env, copy_policy_from_env
+from jobs.retention.prune import PruneReport, prune
+from jobs.retention.purge_config import config_from_env
+from railyard.core import registry
+from railyard.core.errors import RetryableError
+from railyard.core.settings import Settings, redact_url
+from railyard.core.storage import StorageLocation, object_lock_from_env, open_store
+
+PRUNE_JOB = "jobs.retention.prune_backups"
+PURGE_JOB = "jobs.retention.purge_rows"
+# A purge stops between batches this long before its job timeout, so it ends cleanly.
+BUDGET_MARGIN_S = 300
+
+
+def prune_backups(dry_run: bool = False) -> dict[str, Any]:
+    """Apply the backup retention policy (BACKUP_KEEP_*) to this environment's backups, and the
+    copy's policy (BACKUP_COPY_KEEP_*) to the copy's (``copy``: None without BACKUP_COPY_STORAGE_URL)."""
+    settings = Settings.from_env()
+    report = run_prune(settings, dry_run=dry_run).to_dict()
+    copied = run_copy_prune(settings, dry_run=dry_run)
+    return {**report, "copy": copied.to_dict() if copied else None}
+
+
+def purge_rows(dry_run: bool = False) -> dict[str, Any]:
+    """Delete rows past their maximum age, as RETENTION_CONFIG describes."""
+    deadline = time.monotonic() + registry.require_spec(PURGE_JOB).timeout_s - BUDGET_MARGIN_S
+    return run_purge(Settings.from_env(), dry_run=dry_run, deadline=deadline).to_dict()
+
+
+def run_prune(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PruneReport:
+    policy = backup_policy_from_env(environ)
+    location = StorageLocation.parse(settings.backup_storage_url)
+    store = open_store(location, addressing_style=settings.s3_addressing_style, lock=object_lock_from_env())
+    return prune(
+        store,
+        location,
+        environment=settings.environment,
+        policy=policy,
+        now=now or datetime.now(UTC),
+        dry_run=dry_run,
+        series_lock=lock_probe(settings, environ),
+    )
+
+
+def run_copy_prune(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PruneReport | None:
+    """Prune the copy destination with its own policy; None when BACKUP_COPY_STORAGE_URL is unset."""
+    config = CopyConfig.from_env(environ)
+    if config is None:
+        return None
+    return prune(
+        open_store(config.location, addressing_style=settings.s3_addressing_style, access=config.access),
+        config.location,
+        environment=settings.environment,
+        policy=copy_policy_from_env(environ),
+        now=now or datetime.now(UTC),
+        dry_run=dry_run,
+        series_lock=lock_probe(settings, environ),
+    )
+
+
+def run_purge(
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    deadline: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> purge.PurgeReport:
+    policies = config_from_env(environ)
+    try:
+        conn = purge.connect(settings.database_url)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RetryableError(
+            f"cannot connect to PostgreSQL at {redact_url(settings.database_url)}: {reason}; check DATABASE_URL"
+        ) from exc
+    with conn:
+        return purge.purge_rows(conn, policies, now=now or datetime.now(UTC), dry_run=dry_run, deadline=deadline)
