@@ -163,7 +163,7 @@ def test_alert_urls_apprise_cannot_use_are_configuration_problems_without_the_ur
 def test_a_successful_backup_sends_a_notice_when_asked(
     monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path
 ) -> None:
-    from jobs.backup.dump import run_backup
+    from jobs.backup import run_backup
 
     with webhook_server() as notified:
         monkeypatch.setenv("DATABASE_URL", database_url)

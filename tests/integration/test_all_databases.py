@@ -6,7 +6,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from jobs.backup.dump import backup_all_databases, run_backup
+from jobs.backup import run_backup
+from jobs.backup.dump import backup_all_databases
 from jobs.backup.restore import restore_backup
 from railyard.core.databases import configured_databases, named_database_urls, resolve_target
 from railyard.core.errors import ConfigError

@@ -16,9 +16,10 @@ import pytest
 import structlog.testing
 from psycopg import sql
 
+from jobs.backup import run_backup
 from jobs.backup.catalog import Manifest, list_backups
 from jobs.backup.config import BackupOptions, BackupTuning
-from jobs.backup.dump import LOCK_KEY, backup_database, run_backup
+from jobs.backup.dump import LOCK_KEY, backup_database
 from jobs.backup.restore import restore_backup
 from railyard.core import pgtools
 from railyard.core.errors import LockBusyError, PermanentError, RetryableError, StorageError

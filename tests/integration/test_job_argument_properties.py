@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jobs.audio import process_audio
-from jobs.backup.dump import run_backup
+from jobs.backup import run_backup
 from jobs.backup.verify import verify_backup
 from jobs.retention import prune_backups
 from jobs.retention.config import COUNT_VARIABLES, MIN_KEEP_VARIABLE, WITHIN_VARIABLE

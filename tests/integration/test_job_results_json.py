@@ -17,8 +17,9 @@ import pytest
 from rq.serializers import JSONSerializer
 
 from jobs.audio import process_audio
+from jobs.backup import run_backup
 from jobs.backup.copy import copy_backup
-from jobs.backup.dump import LOCK_KEY, run_backup
+from jobs.backup.dump import LOCK_KEY
 from jobs.backup.staleness import check_stale_backups
 from jobs.backup.summary import send_weekly_summary
 from jobs.backup.verify import verify_backup
