@@ -7,21 +7,23 @@ stdout.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import io
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
-import psycopg
-import redis
 
-from railyard import __version__
 from railyard.cli.context import CliContext
 from railyard.core.errors import ConfigError, RailyardError, RetryableError, one_line
-from railyard.core.redact import Redactor
+
+if TYPE_CHECKING:
+    from railyard.core.redact import Redactor
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
@@ -32,26 +34,100 @@ class Terminated(RetryableError):
     """SIGTERM arrived: raised where the command was, so what it holds is let go in order."""
 
 
+# Each command's module is imported only when that command runs (or its own --help is asked for), so
+# `railyard --help` starts in about the time of a bare interpreter. The summaries are the commands' own
+# (tests/unit/test_cli_startup.py keeps them in step).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "audio": ("railyard.cli.audio", "Loudness-normalised, Yoto-ready audio from uploaded files (queue: audio)."),
+    "backup": ("railyard.cli.backups", "Back up a PostgreSQL database now (no Redis needed) and print its id and key."),
+    "backups": ("railyard.cli.backups", "List and inspect backups."),
+    "failed": ("railyard.cli.failed", "Jobs that failed for good (after their retries), on every Railyard queue."),
+    "health": (
+        "railyard.cli.health",
+        "Check Redis, PostgreSQL, storage and the client tools; exit 0 only if all pass.",
+    ),
+    "migrate": (
+        "railyard.cli.migrate",
+        "Schema migrations from MIGRATIONS_DIR (or MIGRATE_COMMAND), one migrator at a time.",
+    ),
+    "prune": (
+        "railyard.cli.retention",
+        "Delete backups the retention policy (BACKUP_KEEP_*) no longer keeps, and leftovers of crashed runs.",
+    ),
+    "restore": (
+        "railyard.cli.backups",
+        "Restore BACKUP_ID (or 'latest') into --target-url: in one transaction, or with --jobs connections when "
+        "the backup is large and the target empty (on failure, what it created is dropped).",
+    ),
+    "retention": (
+        "railyard.cli.retention",
+        "Delete rows past their maximum age (policies in the RETENTION_CONFIG file).",
+    ),
+    "schedule": ("railyard.cli.schedule", "The scheduler's entries (backups, retention, verification) and their runs."),
+    "status": (
+        "railyard.cli.status",
+        "Queues, workers, failed jobs, schedules and the newest backup of each database.",
+    ),
+    "verify": (
+        "railyard.cli.backups",
+        "Restore BACKUP_ID (default: the newest of each database) into a scratch database and check it.",
+    ),
+    "web": (
+        "railyard.cli.web",
+        "Serve the dashboard: series, backups, verifications, schedule, queues, failed jobs and /metrics.",
+    ),
+}
+
+
 class RailyardGroup(click.Group):
-    """Turns Railyard's (and its clients') errors into one line and an exit code."""
+    """Loads each command when it is used, and turns Railyard's (and its clients') errors into one line
+    and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(COMMANDS[cmd_name][0])
+        command: click.Command = getattr(module, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the summaries above, without importing every command."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [
+            (name, click.Command(name, help=summary).get_short_help_str(limit))  # click's own shortening
+            for name, (_, summary) in sorted(COMMANDS.items())
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # usage errors and exits: click prints them its own way
-        except (RailyardError, psycopg.Error, redis.RedisError, OSError) as exc:
-            if ctx.params.get("debug"):
-                traceback.print_exc()
-            click.echo(f"error: {_scrub(_one_line(exc), ctx)}", err=True)
-            ctx.exit(_exit_code(exc))
         except Exception as exc:
-            # A defect, not the user's doing: still one line (the traceback with --debug), never a raw dump.
             if ctx.params.get("debug"):
                 traceback.print_exc()
+            if _expected(exc):
+                click.echo(f"error: {_scrub(_one_line(exc), ctx)}", err=True)
+                ctx.exit(_exit_code(exc))
+            # A defect, not the user's doing: still one line (the traceback with --debug), never a raw dump.
             detail = _scrub(_one_line(exc), ctx)
             click.echo(f"error: internal error ({detail}); run again with --debug for the traceback", err=True)
             ctx.exit(EXIT_ERROR)
+
+
+def _expected(exc: Exception) -> bool:
+    """Railyard's own errors, its clients' (PostgreSQL, Redis) and the operating system's: one line, no traceback."""
+    if isinstance(exc, RailyardError | OSError):
+        return True
+    import psycopg  # loaded already when a command raised one of theirs
+    import redis
+
+    return isinstance(exc, psycopg.Error | redis.RedisError)
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -65,13 +141,15 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _scrub(text: str, ctx: click.Context) -> str:
+    from railyard.core.redact import Redactor
+
     obj = ctx.find_object(CliContext)
     return Redactor(obj.known_secrets() if obj else CliContext().known_secrets())(text)
 
 
 @click.group(cls=RailyardGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.version_option(__version__, prog_name="railyard")
+@click.version_option(package_name="railyard", prog_name="railyard")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Railyard: PostgreSQL backups, restores, retention, migrations and audio jobs on RQ.
@@ -82,39 +160,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = CliContext(debug=debug)
 
 
-def _register() -> None:
-    from railyard.cli import backups, failed, health, migrate, status
-
-    cli.add_command(health.health)
-    cli.add_command(backups.backup)
-    cli.add_command(backups.backups)
-    cli.add_command(backups.restore)
-    cli.add_command(backups.verify)
-    cli.add_command(migrate.migrate)
-    cli.add_command(status.status)
-    cli.add_command(failed.failed)
-
-    from railyard.cli import schedule
-
-    cli.add_command(schedule.schedule)
-
-    from railyard.cli import audio
-
-    cli.add_command(audio.audio)
-
-    from railyard.cli import retention
-
-    cli.add_command(retention.prune)
-    cli.add_command(retention.retention)
-
-    from railyard.cli import web
-
-    cli.add_command(web.web)
-
-
-_register()
-
-
 class RedactingStream(io.TextIOBase):
     """A text stream that passes every write through the redaction layer first.
 
@@ -122,9 +167,10 @@ class RedactingStream(io.TextIOBase):
     warnings, errors, log lines) can carry a configured secret.
     """
 
-    def __init__(self, stream: TextIO, redact: Redactor):
+    def __init__(self, stream: TextIO, redact: Callable[[], Redactor]):
         self._stream = stream
-        self._redact = redact
+        self._make_redactor = redact
+        self._redact: Redactor | None = None
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -135,6 +181,8 @@ class RedactingStream(io.TextIOBase):
         return getattr(self._stream, "errors", None)
 
     def write(self, text: str) -> int:
+        if self._redact is None:
+            self._redact = self._make_redactor()  # built on the first write: the environment is read once
         self._stream.write(self._redact(text))
         return len(text)
 
@@ -157,11 +205,17 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated("stopped by SIGTERM before finishing; what it had started was stopped, run it again")
 
 
+@functools.cache
+def _redactor() -> Redactor:
+    from railyard.core.redact import Redactor
+
+    return Redactor(CliContext().known_secrets())
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
-    redact = Redactor(CliContext().known_secrets())
-    sys.stdout = RedactingStream(sys.stdout, redact)
-    sys.stderr = RedactingStream(sys.stderr, redact)
+    sys.stdout = RedactingStream(sys.stdout, _redactor)
+    sys.stderr = RedactingStream(sys.stderr, _redactor)
     cli(prog_name="railyard")
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from jobs.environment import validate_environment
-from railyard.core.logs import configure_logging
-from railyard.core.redact import environment_secrets
-from railyard.core.settings import Settings
+if TYPE_CHECKING:
+    from railyard.core.settings import Settings
 
 
 @dataclass
@@ -20,6 +19,11 @@ class CliContext:
     def settings(self) -> Settings:
         """Settings from the environment, validated once; logging is configured with them."""
         if self._settings is None:
+            # Imported here, by the commands that need settings: `railyard --help` loads none of it.
+            from jobs.environment import validate_environment
+            from railyard.core.logs import configure_logging
+            from railyard.core.settings import Settings
+
             validate_environment()  # every setting, every problem at once, before any command does anything
             self._settings = Settings.from_env()
             configure_logging(self._settings)
@@ -27,4 +31,6 @@ class CliContext:
 
     def known_secrets(self) -> list[str]:
         """Secrets to scrub from error output, even when settings failed to load."""
+        from railyard.core.redact import environment_secrets
+
         return list(environment_secrets(os.environ))

@@ -20,13 +20,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from railyard.core.errors import PermanentError
+
+if TYPE_CHECKING:
+    import psycopg
 
 CONNECT_TIMEOUT_S = 10
 PORT_MAX = 65535
@@ -102,10 +102,14 @@ class Conninfo:
 
     def connect(self, **overrides: Any) -> psycopg.Connection[Any]:
         """``psycopg.connect`` with these parameters (psycopg's errors; railyard.core.pgtools classifies them)."""
+        import psycopg  # imported where used: `railyard --help` starts without it
+
         return psycopg.connect(**self.connect_kwargs(**overrides))
 
     def argv_conninfo(self) -> str:
         """A ``key=value`` string for a client tool's ``--dbname``: every parameter but the password."""
+        from psycopg.conninfo import make_conninfo
+
         return make_conninfo("", **{k: v for k, v in self.params.items() if k != "password"})
 
     def child_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -135,8 +139,18 @@ class Conninfo:
         return f"postgresql://{userinfo}{hosts}/{quote(self.dbname(environ), safe='')}{query}"
 
 
+class ConninfoSyntaxError(ValueError):
+    """libpq cannot read a connection string (psycopg's own error, carried without importing psycopg early)."""
+
+
 def _parse(text: str) -> dict[str, str]:
-    return {k: str(v) for k, v in conninfo_to_dict(text).items() if v is not None}
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return {k: str(v) for k, v in conninfo_to_dict(text).items() if v is not None}
+    except psycopg.Error as exc:
+        raise ConninfoSyntaxError(str(exc)) from exc
 
 
 def conninfo_problems(name: str, text: str) -> list[str]:
@@ -155,7 +169,7 @@ def conninfo_problems(name: str, text: str) -> list[str]:
         ]
     try:
         params = _parse(stripped)
-    except psycopg.Error as exc:
+    except ConninfoSyntaxError as exc:
         return [f"{name} is not a valid PostgreSQL connection string ({_reason(str(exc))}); {_hint(str(exc))}"]
     problems = []
     for port in (params.get("port") or "").split(","):
@@ -201,7 +215,7 @@ def password_forms(text: str) -> list[str]:
     found: list[str] = []
     try:
         decoded = _parse(text.strip()).get("password")
-    except psycopg.Error:
+    except ConninfoSyntaxError:
         decoded = None
     if decoded:
         found.append(decoded)
