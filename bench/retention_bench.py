@@ -217,7 +217,7 @@ def run(url: str, args: argparse.Namespace, policy: PurgePolicy, expired: int) -
         print("batched purge ...", file=sys.stderr)
         start = time.monotonic()
         with purge.connect(url) as conn:
-            outcome = purge.purge_rows(conn, [policy], now=NOW)
+            outcome = purge.purge_expired_rows(conn, [policy], now=NOW)
         end = time.monotonic()
         time.sleep(args.idle_s)
         idle_end = time.monotonic()

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.migrations.config import MigrationConfig
-from jobs.migrations.plan import AcceptSpec
-from jobs.migrations.runner import Migrator, UpOptions, sources_for
 from railyard.core.settings import Settings
+
+# The engine (runner, plan, PostgreSQL's grammar through pglast) is imported by the entries below when
+# they run: every import of a submodule, such as the settings check's of jobs.migrations.config, runs
+# this file first.
 
 
 def run_migrations(
@@ -22,6 +24,9 @@ def run_migrations(
     accept_checksums: list[str] | None = None,
 ) -> dict[str, Any]:
     """RQ job: apply pending migrations to the worker's DATABASE_URL; return what ran."""
+    from jobs.migrations.plan import AcceptSpec
+    from jobs.migrations.runner import Migrator, UpOptions
+
     settings = Settings.from_env()
     config = MigrationConfig.from_env()
     options = UpOptions(
@@ -35,6 +40,8 @@ def run_migrations(
 
 def apply_builtin(database_url: str) -> dict[str, Any]:
     """Apply Railyard's own migrations (the tables its jobs use) to ``database_url``; no backup."""
+    from jobs.migrations.runner import Migrator, UpOptions, sources_for
+
     settings = Settings.from_env()
     config = MigrationConfig.from_env()
     migrator = Migrator(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from jobs.migrations import ledger as ledger
+from jobs.migrations import ledger
 from jobs.migrations.apply import Step, Timeouts, configure_session, invalid_indexes, run_step
 from jobs.migrations.command import refuse_secret_in_argv, run_command
 from jobs.migrations.config import RETRY_BACKOFF_CAP_S, MigrationConfig

@@ -105,4 +105,4 @@ def run_purge(
             f"cannot connect to PostgreSQL at {redact_url(settings.database_url)}: {reason}; check DATABASE_URL"
         ) from exc
     with conn:
-        return purge.purge_rows(conn, policies, now=now or datetime.now(UTC), dry_run=dry_run, deadline=deadline)
+        return purge.purge_expired_rows(conn, policies, now=now or datetime.now(UTC), dry_run=dry_run, deadline=deadline)

@@ -144,7 +144,7 @@ def connect(database_url: str) -> psycopg.Connection[Any]:
     return conn
 
 
-def purge_rows(
+def purge_expired_rows(
     conn: psycopg.Connection[Any],
     policies: Sequence[PurgePolicy],
     *,

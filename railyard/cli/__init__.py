@@ -54,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "railyard.cli.retention",
         "Delete backups the retention policy (BACKUP_KEEP_*) no longer keeps, and leftovers of crashed runs.",
     ),
+    "purge": ("railyard.cli.retention", "Delete rows past their maximum age (policies in the RETENTION_CONFIG file)."),
     "restore": (
         "railyard.cli.backups",
         "Restore BACKUP_ID (or 'latest') into --target-url: in one transaction, or with --jobs connections when "

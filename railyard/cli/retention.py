@@ -1,8 +1,9 @@
-"""``railyard prune`` (backup retention) and ``railyard retention run`` (expired rows)."""
+"""``railyard prune`` deletes backups; ``railyard purge`` (also ``railyard retention run``) deletes expired rows."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import click
 import redis
@@ -79,18 +80,10 @@ def _print_prune(report: PruneReport) -> None:
     )
 
 
-@click.group()
-def retention() -> None:
-    """Delete rows past their maximum age (policies in the RETENTION_CONFIG file)."""
+PURGE_HELP = "Delete rows past their maximum age (policies in the RETENTION_CONFIG file)."
 
 
-@retention.command("run")
-@click.option("--dry-run", is_flag=True, help="Count the rows each policy would delete; delete nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--enqueue", "to_queue", is_flag=True, help=ENQUEUE_HELP)
-@click.pass_obj
-def run(obj: CliContext, dry_run: bool, as_json: bool, to_queue: bool) -> None:
-    """Delete expired rows in short batches that concurrent writers barely notice."""
+def _purge(obj: CliContext, dry_run: bool, as_json: bool, to_queue: bool) -> None:
     if to_queue:
         _enqueue(obj, PURGE_JOB, dry_run)
         return
@@ -99,6 +92,33 @@ def run(obj: CliContext, dry_run: bool, as_json: bool, to_queue: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         _print_purge(report)
+
+
+def _purge_options(command: Callable[..., None]) -> Callable[..., None]:
+    command = click.option("--enqueue", "to_queue", is_flag=True, help=ENQUEUE_HELP)(command)
+    command = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(command)
+    dry_run_help = "Count the rows each policy would delete; delete nothing."
+    return click.option("--dry-run", is_flag=True, help=dry_run_help)(command)
+
+
+@click.command(help=f"{PURGE_HELP}\n\nIn short batches that concurrent writers barely notice.")
+@_purge_options
+@click.pass_obj
+def purge(obj: CliContext, dry_run: bool, as_json: bool, to_queue: bool) -> None:
+    _purge(obj, dry_run, as_json, to_queue)
+
+
+@click.group(help=f"{PURGE_HELP} The same as `railyard purge`, under its earlier name.")
+def retention() -> None:
+    pass
+
+
+@retention.command("run")
+@_purge_options
+@click.pass_obj
+def run(obj: CliContext, dry_run: bool, as_json: bool, to_queue: bool) -> None:
+    """Delete expired rows in short batches that concurrent writers barely notice (= railyard purge)."""
+    _purge(obj, dry_run, as_json, to_queue)
 
 
 def _print_purge(report: PurgeReport) -> None:

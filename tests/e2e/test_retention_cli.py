@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import redis
 from rq.job import Job
 
@@ -210,7 +211,7 @@ def test_retention_run_killed_midway_loses_nothing_and_the_next_run_finishes(dat
     assert (20_000 - left["old"]) % 200 == 0  # whole batches only: the one in flight rolled back
 
     config.write_text('[[policy]]\ntable = "events"\ncolumn = "created_at"\nmax_age = "30d"\n')
-    again = railyard("retention", "run", env=env)
+    again = railyard("purge", env=env)  # the same command as `retention run`, under its new name
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith(f"public.events.created_at older than 30d (before {datetime.now(UTC):%Y}")
     assert f"deleted {left['old']} rows" in again.stdout
@@ -233,8 +234,9 @@ def test_retention_run_refuses_a_table_that_does_not_exist(database_url: str, tm
     assert counts(database_url) == {"old": 10, "new": 1}
 
 
-def test_retention_run_without_config_says_how_to_fix_it(database_url: str) -> None:
-    result = railyard("retention", "run", env=cli_env(DATABASE_URL=database_url))
+@pytest.mark.parametrize("command", [("purge",), ("retention", "run")])
+def test_purge_without_config_says_how_to_fix_it(database_url: str, command: tuple[str, ...]) -> None:
+    result = railyard(*command, env=cli_env(DATABASE_URL=database_url))
     assert result.returncode == 2
     assert "RETENTION_CONFIG is not set; point it at a TOML file of [[policy]] tables" in result.stderr
 

@@ -81,7 +81,7 @@ def test_deletes_exactly_the_expired_rows_of_each_column_type(conn: psycopg.Conn
         policy("visits", "day"),
     ]
 
-    report = purge.purge_rows(conn, policies, now=NOW)
+    report = purge.purge_expired_rows(conn, policies, now=NOW)
 
     assert [r.rows for r in report.results] == [2500, 1, 1]
     # 1000 + 1000 + 500, an empty batch ending the walk up the index, an empty last pass from the start
@@ -102,7 +102,7 @@ def test_deletes_exactly_the_expired_rows_of_each_column_type(conn: psycopg.Conn
 
 def test_dry_run_counts_and_deletes_nothing(conn: psycopg.Connection[Any]) -> None:
     events_table(conn, expired=1234, fresh=50)
-    report = purge.purge_rows(conn, [policy()], now=NOW, dry_run=True)
+    report = purge.purge_expired_rows(conn, [policy()], now=NOW, dry_run=True)
     assert [r.rows for r in report.results] == [1234]
     assert expired_left(conn) == 1234
     assert {k: report.to_dict()[k] for k in ("dry_run", "complete")} == {"dry_run": True, "complete": True}
@@ -124,7 +124,7 @@ def test_injection_attempts_and_wrong_names_are_refused_before_anything_is_delet
         PurgePolicy("events", "created_at", Duration(days=1), schema="pg_temp; DROP TABLE events"),
     ]
     with pytest.raises(ConfigError) as caught:
-        purge.purge_rows(conn, [policy(), *bad], now=NOW)
+        purge.purge_expired_rows(conn, [policy(), *bad], now=NOW)
     assert caught.value.problems == [
         "table 'events; DROP TABLE events; --' does not exist in the search_path; " + CHECK,
         "table 'events\" WHERE true; --' does not exist in the search_path; " + CHECK,
@@ -143,7 +143,7 @@ def test_odd_but_real_names_are_quoted_not_refused(conn: psycopg.Connection[Any]
     conn.execute('CREATE TABLE "Audit Log"."Odd ""Name""; x" ("When?" timestamptz)')
     conn.execute('INSERT INTO "Audit Log"."Odd ""Name""; x" VALUES (%s), (%s)', [CUTOFF - timedelta(days=1), NOW])
     odd = PurgePolicy('Odd "Name"; x', "When?", Duration(days=30), schema="Audit Log")
-    report = purge.purge_rows(conn, [odd], now=NOW)
+    report = purge.purge_expired_rows(conn, [odd], now=NOW)
     assert [r.rows for r in report.results] == [1]
     assert report.results[0].table == 'Audit Log.Odd "Name"; x'
 
@@ -151,7 +151,7 @@ def test_odd_but_real_names_are_quoted_not_refused(conn: psycopg.Connection[Any]
 def test_missing_index_is_warned_about(conn: psycopg.Connection[Any]) -> None:
     events_table(conn, expired=10, fresh=1, index=False)
     with capture_logs() as logs:
-        report = purge.purge_rows(conn, [policy()], now=NOW)
+        report = purge.purge_expired_rows(conn, [policy()], now=NOW)
     assert [r.indexed for r in report.results] == [False]
     assert [
         {"table": e["table"], "column": e["column"]} for e in logs if e["event"] == "retention_column_not_indexed"
@@ -195,7 +195,7 @@ def test_concurrent_writer_is_never_blocked_longer_than_the_lock_timeout(
     writer.start()
     try:
         time.sleep(0.2)
-        report = purge.purge_rows(conn, [policy(batch_size=1000, pause_s=0.01, lock_timeout_s=1.0)], now=NOW)
+        report = purge.purge_expired_rows(conn, [policy(batch_size=1000, pause_s=0.01, lock_timeout_s=1.0)], now=NOW)
     finally:
         writer.stop.set()
         writer.join(timeout=10)
@@ -203,7 +203,7 @@ def test_concurrent_writer_is_never_blocked_longer_than_the_lock_timeout(
     assert len(writer.latencies) > 50
     assert max(writer.latencies) < 1.0
     assert report.results[0].rows > 29_000
-    purge.purge_rows(conn, [policy()], now=NOW)  # a row the writer held at the very end goes on the next run
+    purge.purge_expired_rows(conn, [policy()], now=NOW)  # a row the writer held at the very end goes on the next run
     assert expired_left(conn) == 0
 
 
@@ -213,14 +213,14 @@ def test_rows_locked_by_a_writer_are_skipped_not_waited_for(conn: psycopg.Connec
     with psycopg.connect(database_url) as holder:
         holder.execute("UPDATE events SET note = 'held' WHERE id = 250")
         started = time.monotonic()
-        report = purge.purge_rows(
+        report = purge.purge_expired_rows(
             conn, [policy(batch_size=100, pause_s=0, lock_timeout_s=5.0, statement_timeout_s=10)], now=NOW
         )
         assert time.monotonic() - started < 5.0
         assert [r.rows for r in report.results] == [499]
         holder.commit()
     assert [r[0] for r in conn.execute("SELECT id FROM events WHERE created_at < %s", [CUTOFF])] == [250]
-    purge.purge_rows(conn, [policy()], now=NOW)
+    purge.purge_expired_rows(conn, [policy()], now=NOW)
     assert expired_left(conn) == 0
 
 
@@ -238,7 +238,7 @@ def test_a_row_released_during_the_run_is_deleted_by_the_last_pass(
                 holder.commit()
             pauses.append(seconds)
 
-        report = purge.purge_rows(conn, [policy(batch_size=100, pause_s=0.01)], now=NOW, sleep=pause)
+        report = purge.purge_expired_rows(conn, [policy(batch_size=100, pause_s=0.01)], now=NOW, sleep=pause)
     assert [r.rows for r in report.results] == [500]
     assert expired_left(conn) == 0
 
@@ -251,7 +251,7 @@ def test_table_lock_held_elsewhere_gives_up_after_the_lock_timeout(
         migration.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
         with pytest.raises(LockBusyError, match=r"could not lock public\.events within 0\.1 s, 4 times"):
-            purge.purge_rows(conn, [policy(lock_timeout_s=0.1, statement_timeout_s=1)], now=NOW)
+            purge.purge_expired_rows(conn, [policy(lock_timeout_s=0.1, statement_timeout_s=1)], now=NOW)
         elapsed = time.monotonic() - started
         migration.rollback()
     # four waits of 0.1 s plus back-off of 0.1 + 0.2 + 0.4 s
@@ -262,12 +262,12 @@ def test_table_lock_held_elsewhere_gives_up_after_the_lock_timeout(
 def test_a_stopped_run_is_resumed_by_the_next(conn: psycopg.Connection[Any]) -> None:
     """Stopping between batches (deadline) loses nothing; the next run finishes the work."""
     events_table(conn, expired=5000, fresh=100)
-    first = purge.purge_rows(conn, [policy(batch_size=500, pause_s=0.05)], now=NOW, deadline=time.monotonic() + 0.3)
+    first = purge.purge_expired_rows(conn, [policy(batch_size=500, pause_s=0.05)], now=NOW, deadline=time.monotonic() + 0.3)
     done = first.results[0].rows
     assert not first.complete
     assert 0 < done < 5000 and done % 500 == 0
     assert 5000 - done == expired_left(conn)
-    second = purge.purge_rows(conn, [policy(batch_size=500, pause_s=0)], now=NOW)
+    second = purge.purge_expired_rows(conn, [policy(batch_size=500, pause_s=0)], now=NOW)
     assert second.complete
     assert 5000 - done == second.results[0].rows
     assert count(conn, "SELECT count(*) FROM events") == 100
@@ -285,7 +285,7 @@ def test_statement_timeout_halves_the_batch(conn: psycopg.Connection[Any]) -> No
     events_table(conn, expired=300, fresh=10)
     slow_deletes(conn, 0.003)  # 800 rows: 2.4 s, 400: 1.2 s, 200: 0.6 s, 100: 0.3 s
     with capture_logs() as logs:
-        report = purge.purge_rows(
+        report = purge.purge_expired_rows(
             conn, [policy(batch_size=800, pause_s=0, lock_timeout_s=0.1, statement_timeout_s=0.5)], now=NOW
         )
     assert [e["batch_size"] for e in logs if e["event"] == "retention_batch_shrunk"] == [400, 200, 100]
@@ -297,7 +297,7 @@ def test_too_slow_even_in_small_batches_is_a_clear_permanent_error(conn: psycopg
     events_table(conn, expired=300, fresh=10)
     slow_deletes(conn, 0.01)
     with pytest.raises(PermanentError, match=r"deleting 100 rows from public\.events took longer than 0\.5 s; add an"):
-        purge.purge_rows(
+        purge.purge_expired_rows(
             conn, [policy(batch_size=200, pause_s=0, lock_timeout_s=0.1, statement_timeout_s=0.5)], now=NOW
         )
     assert expired_left(conn) == 300
@@ -308,7 +308,7 @@ def test_rows_still_referenced_are_a_clear_permanent_error(conn: psycopg.Connect
     conn.execute("CREATE TABLE replies (id int PRIMARY KEY, event_id bigint REFERENCES events (id))")
     conn.execute("INSERT INTO replies VALUES (1, 5)")
     with pytest.raises(PermanentError, match=r"cannot delete expired rows from public\.events: update or delete"):
-        purge.purge_rows(conn, [policy()], now=NOW)
+        purge.purge_expired_rows(conn, [policy()], now=NOW)
     assert expired_left(conn) == 10
 
 
@@ -324,7 +324,7 @@ def test_system_catalogs_are_refused_however_named(conn: psycopg.Connection[Any]
     conn.execute("CREATE ROLE ry_expired_role VALID UNTIL '2001-01-01'")
     try:
         with pytest.raises(ConfigError) as caught:
-            purge.purge_rows(conn, [catalog_policy], now=NOW)
+            purge.purge_expired_rows(conn, [catalog_policy], now=NOW)
         assert ["in the system schema 'pg_catalog'"] == [
             p[p.index("in the system") : p.index("';") + 1] for p in caught.value.problems
         ]
