@@ -166,3 +166,16 @@ def test_policies_on_system_schemas_are_refused(table: str) -> None:
     text = f'[[policy]]\n{table}\ncolumn = "created_at"\nmax_age = "30d"\n'
     with pytest.raises(ConfigError, match="retention never deletes from pg_catalog, information_schema, pg_toast"):
         parse_config(text, "retention.toml")
+
+
+def test_the_earlier_month_spelling_is_refused_with_the_new_one() -> None:
+    """``m`` read months here once; now it is minutes everywhere, so a retention setting written so is refused."""
+    with pytest.raises(ConfigError) as caught:
+        backup_policy_from_env({"BACKUP_KEEP_WITHIN": "6m"})
+    assert [
+        "BACKUP_KEEP_WITHIN: '6m': 'm' means minutes, and retention is counted in hours or longer; "
+        "for months write 'mo', e.g. 6mo"
+    ] == caught.value.problems
+    with pytest.raises(ConfigError, match="for months write 'mo', e.g. 1y6mo"):
+        parse_config('[[policy]]\ntable = "t"\ncolumn = "c"\nmax_age = "1y6m"\n', "retention.toml")
+    assert Duration(months=6) == backup_policy_from_env({"BACKUP_KEEP_WITHIN": "6mo"}).within
