@@ -92,7 +92,7 @@ def test_dashboard_pages_and_retry_in_chromium(redis_url, redis_conn, database_u
             assert "passed" == page.locator("tr", has_text=ids[0]).locator("td").nth(3).inner_text()
             page.screenshot(path=str(shots / "verifications.png"), full_page=True)
             page.click("text=Schedule")
-            assert page.locator("tr", has_text="jobs.backup.dump").count() >= 1
+            assert page.locator("tr", has_text="jobs.backup.run_backup").count() >= 1
             page.screenshot(path=str(shots / "schedule.png"), full_page=True)
             page.click("text=Queues")
             row = page.locator("tr", has_text=job_id)
