@@ -42,7 +42,7 @@ from rq.worker import Worker
 from railyard.core import registry
 from railyard.core import serializer as job_serializer
 from railyard.core.alerts import Alert, send_alert
-from railyard.core.errors import ConfigError
+from railyard.core.errors import ConfigError, first_line
 from railyard.core.failed_jobs import error_summary
 from railyard.core.job_arguments import JobArgumentError
 from railyard.core.liveness import record_worker_seen
@@ -207,7 +207,7 @@ class RailyardWorker(Worker):
         if not retry and job.retries_left:
             job.retries_left = 0
         will_retry = bool(retry and job.retries_left)
-        error = str(exc_value).splitlines()[0] if str(exc_value) else exc_type.__name__
+        error = first_line(exc_value)
         if isinstance(exc_value, AbandonedJobError):
             error = ABANDONED_REASON if not will_retry else "abandoned: the worker running this job stopped"
         log.error(

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from railyard.core.errors import PermanentError, RetryableError
+from railyard.core.errors import PermanentError, RetryableError, first_line
 
 CLAIMABLE = ("pending", "failed", "rejected")
 COLUMNS = (
@@ -172,12 +172,8 @@ class AudioFiles:
             raise PermanentError(f"audio file id {params['id']!r} is not a valid id for table {name}") from exc
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
             raise PermanentError(
-                f"table {name} is missing or lacks audio columns ({_first_line(exc)}); "
+                f"table {name} is missing or lacks audio columns ({first_line(exc)}); "
                 "apply Railyard's built-in migrations or point AUDIO_TABLE at the right table"
             ) from exc
         except psycopg.OperationalError as exc:
-            raise RetryableError(f"database error on table {name}: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RetryableError(f"database error on table {name}: {first_line(exc)}") from exc

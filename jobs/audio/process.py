@@ -30,7 +30,7 @@ from jobs.audio.config import AudioSettings
 from jobs.audio.errors import AudioInputError, AudioLimitError, ClaimLostError
 from jobs.audio.files import AudioFile, AudioFiles, Result
 from jobs.audio.pipeline import normalise
-from railyard.core.errors import LockBusyError, NotFoundError, RailyardError, RetryableError
+from railyard.core.errors import LockBusyError, NotFoundError, RailyardError, RetryableError, first_line
 from railyard.core.settings import Settings, redact_url
 from railyard.core.storage import ObjectStore, StorageLocation, choose_part_size, open_store
 
@@ -82,7 +82,7 @@ def _connect(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     try:
         conn = psycopg.connect(database_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise RetryableError(f"cannot connect to the database at {redact_url(database_url)}: {reason}") from exc
     with conn:
         yield conn

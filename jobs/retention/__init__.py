@@ -20,7 +20,7 @@ from jobs.retention.config import backup_policy_from_env, copy_policy_from_env
 from jobs.retention.prune import PruneReport, prune
 from jobs.retention.purge_config import config_from_env
 from railyard.core import registry
-from railyard.core.errors import RetryableError
+from railyard.core.errors import RetryableError, first_line
 from railyard.core.settings import Settings, redact_url
 from railyard.core.storage import StorageLocation, object_lock_from_env, open_store
 
@@ -100,9 +100,11 @@ def run_purge(
     try:
         conn = purge.connect(settings.database_url)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise RetryableError(
             f"cannot connect to PostgreSQL at {redact_url(settings.database_url)}: {reason}; check DATABASE_URL"
         ) from exc
     with conn:
-        return purge.purge_expired_rows(conn, policies, now=now or datetime.now(UTC), dry_run=dry_run, deadline=deadline)
+        return purge.purge_expired_rows(
+            conn, policies, now=now or datetime.now(UTC), dry_run=dry_run, deadline=deadline
+        )

@@ -19,7 +19,7 @@ import structlog
 
 from railyard.core import delivery, notify
 from railyard.core.alert_config import AlertConfig
-from railyard.core.errors import ConfigError
+from railyard.core.errors import ConfigError, first_line
 from railyard.core.redact import Redactor, environment_secrets
 
 log = structlog.get_logger()
@@ -113,6 +113,6 @@ def pinged(config: AlertConfig | None = None, *, is_final: Any = None) -> Iterat
         yield
     except BaseException as exc:
         if is_final is None or is_final(exc):
-            ping("fail", config, message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            ping("fail", config, message=first_line(exc))
         raise
     ping("success", config)

@@ -54,6 +54,13 @@ class ObjectExistsError(PermanentError):
     """A write that may only create an object found one already at its key; nothing was overwritten."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text, or its type's name when it has none: the sentence without the
+    detail lines libpq and others add below it."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def one_line(exc: BaseException) -> str:
     """An error as one line for logs and the CLI: Railyard's own sentence, or ``Type: message`` for others."""
     text = " ".join(str(exc).split()) or type(exc).__name__

@@ -262,7 +262,9 @@ def test_table_lock_held_elsewhere_gives_up_after_the_lock_timeout(
 def test_a_stopped_run_is_resumed_by_the_next(conn: psycopg.Connection[Any]) -> None:
     """Stopping between batches (deadline) loses nothing; the next run finishes the work."""
     events_table(conn, expired=5000, fresh=100)
-    first = purge.purge_expired_rows(conn, [policy(batch_size=500, pause_s=0.05)], now=NOW, deadline=time.monotonic() + 0.3)
+    first = purge.purge_expired_rows(
+        conn, [policy(batch_size=500, pause_s=0.05)], now=NOW, deadline=time.monotonic() + 0.3
+    )
     done = first.results[0].rows
     assert not first.complete
     assert 0 < done < 5000 and done % 500 == 0

@@ -176,6 +176,6 @@ def test_the_earlier_month_spelling_is_refused_with_the_new_one() -> None:
         "BACKUP_KEEP_WITHIN: '6m': 'm' means minutes, and retention is counted in hours or longer; "
         "for months write 'mo', e.g. 6mo"
     ] == caught.value.problems
-    with pytest.raises(ConfigError, match="for months write 'mo', e.g. 1y6mo"):
+    with pytest.raises(ConfigError, match=r"for months write 'mo', e\.g\. 1y6mo"):
         parse_config('[[policy]]\ntable = "t"\ncolumn = "c"\nmax_age = "1y6m"\n', "retention.toml")
     assert Duration(months=6) == backup_policy_from_env({"BACKUP_KEEP_WITHIN": "6mo"}).within
