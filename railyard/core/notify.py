@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import apprise
 import structlog
 
 log = structlog.get_logger()
@@ -19,6 +18,8 @@ def send(urls: Sequence[str], title: str, body: str) -> bool:
     """Notify every URL in ``urls``; True when all of them accepted it."""
     schemes = sorted({url.partition("://")[0] for url in urls})
     try:
+        import apprise  # ~30 ms of plugins, loaded only when there is something to send
+
         sender = apprise.Apprise()
         for url in urls:
             sender.add(url)
