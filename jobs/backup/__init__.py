@@ -49,9 +49,15 @@ def run_backup(
     DATABASE_URL's server.
     """
     with alerts.pinged(is_final=lambda exc: not registry.will_retry(get_current_job(), exc)):
-        result = _run_backup(
-            database, schema_only, data_only, tables, exclude_tables, schemas, exclude_schemas, all_databases
+        options = BackupOptions.from_job_arguments(
+            schema_only=schema_only,
+            data_only=data_only,
+            tables=tables,
+            exclude_tables=exclude_tables,
+            schemas=schemas,
+            exclude_schemas=exclude_schemas,
         )
+        result = _run_backup(database, options, all_databases)
     _notify_success(result)
     return result
 
@@ -73,25 +79,8 @@ def _notify_success(result: dict[str, Any]) -> None:
     alerts.send_alert(alerts.Alert("backup_succeeded", summary, Settings.from_env().environment, details), config)
 
 
-def _run_backup(
-    database: str | None,
-    schema_only: bool,
-    data_only: bool,
-    tables: list[str] | None,
-    exclude_tables: list[str] | None,
-    schemas: list[str] | None,
-    exclude_schemas: list[str] | None,
-    all_databases: bool,
-) -> dict[str, Any]:
+def _run_backup(database: str | None, options: BackupOptions, all_databases: bool) -> dict[str, Any]:
     settings = Settings.from_env()
-    options = BackupOptions(
-        schema_only=schema_only,
-        data_only=data_only,
-        tables=tuple(tables or ()),
-        exclude_tables=tuple(exclude_tables or ()),
-        schemas=tuple(schemas or ()),
-        exclude_schemas=tuple(exclude_schemas or ()),
-    )
     source = resolve_source(settings, database)
     if all_databases:
         manifests, globals_key = backup_all_databases(settings, source, options=options)

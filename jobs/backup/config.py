@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
 
 from railyard.core.envparse import whole_number
 from railyard.core.errors import ConfigError, PermanentError
@@ -84,16 +84,22 @@ class BackupOptions:
         args += [f"--exclude-schema={s}" for s in self.exclude_schemas]
         return args + list(self.extra_args)
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "schema_only": self.schema_only,
-            "data_only": self.data_only,
-            "tables": list(self.tables),
-            "exclude_tables": list(self.exclude_tables),
-            "schemas": list(self.schemas),
-            "exclude_schemas": list(self.exclude_schemas),
-            "extra_args": list(self.extra_args),
-        }
+    @classmethod
+    def from_job_arguments(cls, **arguments: Any) -> BackupOptions:
+        """From ``jobs.backup.run_backup``'s option arguments: lists and booleans, None meaning the default."""
+        given = {name: value for name, value in arguments.items() if value is not None}
+        values: dict[str, Any] = {name: tuple(v) if isinstance(v, list | tuple) else v for name, v in given.items()}
+        return cls(**values)
+
+    def as_job_arguments(self) -> dict[str, Any]:
+        """The options as ``jobs.backup.run_backup`` keyword arguments (pg_dump arguments are not among them)."""
+        if self.extra_args:
+            raise PermanentError("pg_dump arguments cannot be passed to a queued backup; run the backup here")
+        return {name: value for name, value in self.as_dict().items() if name != "extra_args"}
+
+    def as_dict(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
 
 @dataclass(frozen=True)

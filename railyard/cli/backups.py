@@ -98,39 +98,25 @@ def backup(
     obj: CliContext,
     database_url: str | None,
     database: str | None,
-    schema_only: bool,
-    data_only: bool,
-    tables: tuple[str, ...],
-    exclude_tables: tuple[str, ...],
-    schemas: tuple[str, ...],
-    exclude_schemas: tuple[str, ...],
-    extra_args: tuple[str, ...],
     all_databases: bool,
     enqueue: bool,
     extra: bool,
     as_json: bool,
+    **selection: Any,  # what goes into the backup: BackupOptions' fields, named by the options above
 ) -> None:
     """Back up a PostgreSQL database now (no Redis needed) and print its id and key."""
     settings = obj.settings
     warn_password_in_argv(click.get_current_context(), "database_url", database_url, "DATABASE_URL")
     if database_url and database:
         raise click.UsageError("pass either --database-url or --database, not both")
-    options = BackupOptions(
-        schema_only=schema_only,
-        data_only=data_only,
-        tables=tables,
-        exclude_tables=exclude_tables,
-        schemas=schemas,
-        exclude_schemas=exclude_schemas,
-        extra_args=extra_args,
-    )
+    options = BackupOptions(**selection)
     if enqueue:
         if database_url:
             raise click.UsageError(
                 "--enqueue backs up a database on the worker's own DATABASE_URL server; "
                 "use --database NAME instead of --database-url (job arguments must not carry credentials)"
             )
-        if extra_args:
+        if options.extra_args:
             raise click.UsageError("--pg-dump-arg cannot be combined with --enqueue")
         conn = redis.Redis.from_url(settings.redis_url)
         if options == BackupOptions() and not extra:
@@ -206,12 +192,7 @@ def _enqueue_backup(
         serializer=settings.serializer,
         database=database,
         all_databases=all_databases,
-        schema_only=options.schema_only,
-        data_only=options.data_only,
-        tables=list(options.tables),
-        exclude_tables=list(options.exclude_tables),
-        schemas=list(options.schemas),
-        exclude_schemas=list(options.exclude_schemas),
+        **options.as_job_arguments(),
     )
 
 

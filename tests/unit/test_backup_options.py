@@ -1,10 +1,15 @@
 """What goes into a backup: option validation, pg_dump arguments, tables counted, part sizes."""
 
+import inspect
+
 import pytest
 
+from jobs.backup import run_backup
 from jobs.backup.config import BackupOptions, BackupTuning
 from jobs.backup.rowcounts import included_tables
+from railyard.core.client import enqueue_backup
 from railyard.core.errors import ConfigError, PermanentError
+from railyard.core.registry import BACKUP_PARAMS
 from railyard.core.storage import MAX_PARTS, MIN_PART_SIZE, choose_part_size
 
 TiB = 1024**4
@@ -30,6 +35,32 @@ def test_bad_patterns_are_refused(pattern: str) -> None:
 def test_pg_dump_arguments() -> None:
     options = BackupOptions(data_only=True, tables=("public.a*",), exclude_tables=("b",), extra_args=("--no-owner",))
     assert ["--data-only", "--table=public.a*", "--exclude-table=b", "--no-owner"] == options.pg_dump_args()
+
+
+def test_registry_job_and_producer_name_the_same_backup_arguments() -> None:
+    """BACKUP_PARAMS, run_backup and enqueue_backup list one argument list, in one order."""
+    job = list(inspect.signature(run_backup).parameters)
+    producer = [
+        name
+        for name, param in inspect.signature(enqueue_backup).parameters.items()
+        if param.kind is param.KEYWORD_ONLY and name not in ("job_id", "serializer")
+    ]
+    assert [p.name for p in BACKUP_PARAMS] == job
+    assert job == producer
+    assert {"database", "all_databases"} == set(job) - set(BackupOptions().as_job_arguments())
+
+
+def test_job_arguments_round_trip() -> None:
+    options = BackupOptions(data_only=True, tables=("public.a*",), exclude_schemas=("audit",))
+    arguments = options.as_job_arguments()
+    assert {"data_only": True, "tables": ["public.a*"], "exclude_schemas": ["audit"]}.items() <= arguments.items()
+    assert options == BackupOptions.from_job_arguments(**arguments)
+    assert BackupOptions() == BackupOptions.from_job_arguments(tables=None, schemas=None, schema_only=False)
+
+
+def test_pg_dump_arguments_are_not_job_arguments() -> None:
+    with pytest.raises(PermanentError, match="cannot be passed to a queued backup"):
+        BackupOptions(extra_args=("--no-owner",)).as_job_arguments()
 
 
 ROWS = [("public", "accounts", 5), ("public", "audit", 9), ("sales", "accounts", 3), ("sales", "orders", 7)]
