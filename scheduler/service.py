@@ -37,7 +37,7 @@ from railyard.core.cron import next_run
 from railyard.core.errors import LockBusyError, RailyardError, one_line
 from railyard.core.schedule_config import ScheduleConfig
 from railyard.core.settings import Settings
-from railyard.core.storage import StorageLocation, open_store
+from railyard.core.storage import open_backup_store
 from scheduler import catch_up, registration, trigger
 from scheduler.lock import RedisLock
 from scheduler.schedule import Entry
@@ -159,8 +159,7 @@ class RailyardScheduler(Scheduler):
         return report
 
     def catch_up(self) -> list[trigger.FireResult]:
-        location = StorageLocation.parse(self.settings.backup_storage_url)
-        store = open_store(location, addressing_style=self.settings.s3_addressing_style)
+        store, location = open_backup_store(self.settings)
         return catch_up.catch_up(
             self.connection,
             self.entries,

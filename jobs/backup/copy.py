@@ -23,15 +23,11 @@ from jobs.backup.catalog import Manifest, backup_key, parse_backup_key
 from jobs.backup.copy_config import CopyConfig
 from railyard.core.errors import NotFoundError, ObjectExistsError, PermanentError
 from railyard.core.settings import Settings
-from railyard.core.storage import ObjectStore, StorageLocation, choose_part_size, open_store
+from railyard.core.storage import ObjectStore, StorageLocation, choose_part_size, open_backup_store
 
 log = structlog.get_logger()
 
 COPY_JOB = "jobs.copy.copy_backup"
-
-
-def copy_store(settings: Settings, config: CopyConfig) -> ObjectStore:
-    return open_store(config.location, addressing_style=settings.s3_addressing_style, access=config.access)
 
 
 def copy_key_for(manifest: Manifest, primary: StorageLocation, copy: StorageLocation) -> str:
@@ -56,9 +52,8 @@ def copy_backup(key: str) -> dict[str, Any]:
     if config is None:
         log.info("backup_copy_skipped", key=key, reason="BACKUP_COPY_STORAGE_URL is not set")
         return {"skipped": True, "key": key}
-    primary_location = StorageLocation.parse(settings.backup_storage_url)
-    primary = open_store(primary_location, addressing_style=settings.s3_addressing_style)
-    return copy_one(primary, primary_location, copy_store(settings, config), config.location, key)
+    primary, primary_location = open_backup_store(settings)
+    return copy_one(primary, primary_location, config.open_store(settings), config.location, key)
 
 
 def copy_one(

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from railyard.core.errors import ConfigError
-from railyard.core.settings import DEFAULT_BACKUP_STORAGE_URL, redact_url, storage_url_problems
-from railyard.core.storage import StorageLocation
+from railyard.core.settings import DEFAULT_BACKUP_STORAGE_URL, Settings, redact_url, storage_url_problems
+from railyard.core.storage import ObjectStore, StorageLocation, open_store
 from railyard.core.storage.access import S3Access
 
 URL_VARIABLE = "BACKUP_COPY_STORAGE_URL"
@@ -35,6 +35,10 @@ class CopyConfig:
     @property
     def location(self) -> StorageLocation:
         return StorageLocation.parse(self.storage_url)
+
+    def open_store(self, settings: Settings) -> ObjectStore:
+        """The copy's store, reached with its own credentials (or boto3's variables)."""
+        return open_store(self.location, addressing_style=settings.s3_addressing_style, access=self.access)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CopyConfig | None:

@@ -15,7 +15,7 @@ from jobs.backup.copy_config import CopyConfig
 from jobs.backup.series import default_series
 from railyard.core.errors import RailyardError
 from railyard.core.settings import Settings
-from railyard.core.storage import ObjectStore, StorageLocation, open_store
+from railyard.core.storage import ObjectStore, StorageLocation, open_backup_store
 
 log = structlog.get_logger()
 
@@ -44,12 +44,10 @@ class Found:
 
 def destinations(settings: Settings) -> list[Destination]:
     """The primary store, and the copy when BACKUP_COPY_STORAGE_URL is set."""
-    location = StorageLocation.parse(settings.backup_storage_url)
-    found = [Destination(PRIMARY, open_store(location, addressing_style=settings.s3_addressing_style), location)]
+    found = [Destination(PRIMARY, *open_backup_store(settings))]
     config = CopyConfig.from_env()
     if config is not None:
-        store = open_store(config.location, addressing_style=settings.s3_addressing_style, access=config.access)
-        found.append(Destination(COPY, store, config.location))
+        found.append(Destination(COPY, config.open_store(settings), config.location))
     return found
 
 

@@ -42,7 +42,7 @@ from railyard.core.errors import (
 from railyard.core.pgtools import PgTarget, PgTool, find_tool, server_major
 from railyard.core.redact import redactor
 from railyard.core.settings import Settings
-from railyard.core.storage import StorageLocation, Upload, choose_part_size, object_lock_from_env, open_store
+from railyard.core.storage import StorageLocation, Upload, choose_part_size, open_backup_store
 
 log = structlog.get_logger()
 
@@ -87,8 +87,7 @@ def backup_database(
     if source is None:
         source = url_source(database_url) if database_url else resolve_source(settings, None)
     target = source.target
-    location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style, lock=object_lock_from_env())
+    store, location = open_backup_store(settings, locked=True)
     store.check()  # a missing bucket or read-only directory fails before pg_dump starts
 
     with target.connect(autocommit=True) as conn:
@@ -370,8 +369,7 @@ def backup_globals(
 
     Returns the stored key, or None with a warning when the user may not read them.
     """
-    location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style, lock=object_lock_from_env())
+    store, location = open_backup_store(settings, locked=True)
     with server.connect(autocommit=True) as conn:
         major, _ = server_major(conn)
     tool = find_tool("pg_dumpall", major, ssl_mode=server.ssl_mode)

@@ -25,7 +25,7 @@ from railyard.core.databases import named_database_urls
 from railyard.core.durations import format_duration
 from railyard.core.pgtools import PgTarget
 from railyard.core.settings import Settings
-from railyard.core.storage import ObjectStore, StorageLocation, open_store
+from railyard.core.storage import ObjectStore, StorageLocation, open_backup_store
 
 log = structlog.get_logger()
 
@@ -110,8 +110,7 @@ def newest_backups(
 
 
 def freshness(settings: Settings, config: AlertConfig, now: datetime) -> list[Freshness]:
-    location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style)
+    store, location = open_backup_store(settings)
     newest = newest_backups(store, location, settings.environment, expected_databases(settings), now)
     return assess(newest, read_verifications(store, location), now, config.stale_after)
 
@@ -121,8 +120,9 @@ def copy_freshness(settings: Settings, config: AlertConfig, now: datetime) -> li
     copy = CopyConfig.from_env()
     if copy is None:
         return None
-    store = open_store(copy.location, addressing_style=settings.s3_addressing_style, access=copy.access)
-    newest = newest_backups(store, copy.location, settings.environment, expected_databases(settings), now)
+    newest = newest_backups(
+        copy.open_store(settings), copy.location, settings.environment, expected_databases(settings), now
+    )
     return assess(newest, {}, now, config.stale_after)
 
 

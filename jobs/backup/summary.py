@@ -20,7 +20,7 @@ from railyard.core.alert_config import AlertConfig
 from railyard.core.alerts import Alert, send_alert
 from railyard.core.progress import human_bytes
 from railyard.core.settings import Settings
-from railyard.core.storage import StorageLocation, open_store
+from railyard.core.storage import open_backup_store
 
 log = structlog.get_logger()
 
@@ -71,8 +71,7 @@ def _line(name: str, f: Mapping[str, Any]) -> str:
 def send_weekly_summary() -> dict[str, Any]:
     """RQ job ``jobs.summary.send_weekly_summary``: the summary, sent like an alert."""
     settings = Settings.from_env()
-    location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style)
+    store, location = open_backup_store(settings)
     catalog = read_catalog(store, location, environment=settings.environment)
     summary, details = summarize(catalog.backups, read_verifications(store, location), datetime.now(UTC))
     delivered = send_alert(Alert("weekly_summary", summary, settings.environment, details), AlertConfig.from_env())

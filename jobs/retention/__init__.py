@@ -22,7 +22,7 @@ from jobs.retention.purge_config import config_from_env
 from railyard.core import registry
 from railyard.core.errors import RetryableError, first_line
 from railyard.core.settings import Settings, redact_url
-from railyard.core.storage import StorageLocation, object_lock_from_env, open_store
+from railyard.core.storage import open_backup_store
 
 PRUNE_JOB = "jobs.retention.prune_backups"
 PURGE_JOB = "jobs.retention.purge_rows"
@@ -53,8 +53,7 @@ def run_prune(
     environ: Mapping[str, str] | None = None,
 ) -> PruneReport:
     policy = backup_policy_from_env(environ)
-    location = StorageLocation.parse(settings.backup_storage_url)
-    store = open_store(location, addressing_style=settings.s3_addressing_style, lock=object_lock_from_env())
+    store, location = open_backup_store(settings, locked=True)
     return prune(
         store,
         location,
@@ -78,7 +77,7 @@ def run_copy_prune(
     if config is None:
         return None
     return prune(
-        open_store(config.location, addressing_style=settings.s3_addressing_style, access=config.access),
+        config.open_store(settings),
         config.location,
         environment=settings.environment,
         policy=copy_policy_from_env(environ),

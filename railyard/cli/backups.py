@@ -26,7 +26,7 @@ from railyard.core.conninfo import Conninfo, password_forms
 from railyard.core.errors import LockBusyError, RailyardError, one_line
 from railyard.core.pgtools import PgTarget
 from railyard.core.settings import Settings
-from railyard.core.storage import StorageLocation, open_store
+from railyard.core.storage import open_backup_store
 
 # `backup --enqueue` when this period's backup is already queued: not an error, but nothing was done.
 EXIT_ALREADY_QUEUED = 3
@@ -63,11 +63,6 @@ def warn_password_in_argv(ctx: click.Context, param: str, url: str | None, varia
             f"can read from this command's arguments; set {variable} or PGPASSWORD instead",
             err=True,
         )
-
-
-def _store(settings: Settings) -> tuple[Any, StorageLocation]:
-    location = StorageLocation.parse(settings.backup_storage_url)
-    return open_store(location, addressing_style=settings.s3_addressing_style), location
 
 
 @click.command()
@@ -213,7 +208,7 @@ def _summary(manifest: Manifest) -> dict[str, Any]:
 def list_command(obj: CliContext, database: str | None, all_environments: bool, as_json: bool) -> None:
     """List usable backups, newest first, then the manifests that are not used and why."""
     settings = obj.settings
-    store, location = _store(settings)
+    store, location = open_backup_store(settings)
     environment = None if all_environments else settings.environment
     catalog = read_catalog(store, location, environment=environment)
     found = [m for m in catalog.backups if database is None or m.series_name == database]
@@ -260,7 +255,7 @@ def _copied(settings: Settings, environment: str | None) -> dict[tuple[str, str]
     config = CopyConfig.from_env()
     if config is None:
         return None
-    store = open_store(config.location, addressing_style=settings.s3_addressing_style, access=config.access)
+    store = config.open_store(settings)
     try:
         catalog = read_catalog(store, config.location, environment=environment)
     except RailyardError as exc:
@@ -289,7 +284,7 @@ def _where(
 def show_command(obj: CliContext, backup_id: str, database: str | None) -> None:
     """Print one backup's manifest (BACKUP_ID or 'latest')."""
     settings = obj.settings
-    store, location = _store(settings)
+    store, location = open_backup_store(settings)
     manifest = find_backup(
         store,
         location,

@@ -20,7 +20,7 @@ from railyard.core.errors import RailyardError, one_line
 from railyard.core.pgtools import PgTool, find_tool, server_major
 from railyard.core.redact import redactor
 from railyard.core.settings import Settings, redact_url
-from railyard.core.storage import object_lock_from_env, open_store
+from railyard.core.storage import open_backup_store
 
 CONNECT_TIMEOUT_S = 5
 
@@ -56,8 +56,8 @@ def check_postgres(settings: Settings) -> str:
 
 def check_storage(settings: Settings) -> str:
     """Reachable and writable; with S3_OBJECT_LOCK, a bucket that has object lock enabled."""
-    lock = object_lock_from_env()
-    return open_store(settings.backup_storage_url, addressing_style=settings.s3_addressing_style, lock=lock).check()
+    store, _ = open_backup_store(settings, locked=True)
+    return store.check()
 
 
 CHECKS: tuple[tuple[str, Callable[[Settings], str]], ...] = (

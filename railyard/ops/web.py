@@ -34,7 +34,7 @@ from railyard.core.client import enqueue
 from railyard.core.durations import format_duration
 from railyard.core.errors import RailyardError
 from railyard.core.settings import Settings
-from railyard.core.storage import StorageLocation, open_store
+from railyard.core.storage import open_backup_store
 from railyard.ops import metrics
 from railyard.ops.status import collect, scheduled_entries
 from railyard.ops.status_config import StatusConfig
@@ -84,17 +84,13 @@ def create_app(settings: Settings, password: str | None) -> ASGIApp:
         html = env.get_template(template).render(csrf=csrf.token, message=message, charts=svg, **safe)
         return HTMLResponse(html)
 
-    def store() -> tuple[Any, StorageLocation]:
-        location = StorageLocation.parse(settings.backup_storage_url)
-        return open_store(location, addressing_style=settings.s3_addressing_style), location
-
     def overview(request: Request) -> Response:
         status = collect(settings, AlertConfig.from_env(), datetime.now(UTC), StatusConfig.from_env())
         return page(request, "overview.html", status=status.as_dict())
 
     def series(request: Request) -> Response:
         name = request.path_params["name"]
-        st, location = store()
+        st, location = open_backup_store(settings)
         catalog = read_catalog(st, location, environment=settings.environment, series=name)
         verified = read_verifications(st, location)
         backups = [m for m in catalog.backups if m.series_name == name]
@@ -108,7 +104,7 @@ def create_app(settings: Settings, password: str | None) -> ASGIApp:
         return page(request, "series.html", {"size": size, "duration": duration}, name=name, backups=rows)
 
     def verifications(request: Request) -> Response:
-        st, location = store()
+        st, location = open_backup_store(settings)
         catalog = read_catalog(st, location, environment=settings.environment)
         verified = read_verifications(st, location)
         rows = [{"series": m.series_name, "id": m.id} | verified[m.key] for m in catalog.backups if m.key in verified]

@@ -12,7 +12,7 @@ from railyard.core.storage.base import (
     Upload,
     choose_part_size,
 )
-from railyard.core.storage.location import StorageLocation, open_store
+from railyard.core.storage.location import StorageLocation, open_backup_store, open_store
 from railyard.core.storage.lock import ObjectLock, object_lock_from_env
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "Upload",
     "choose_part_size",
     "object_lock_from_env",
+    "open_backup_store",
     "open_store",
 ]

@@ -1,13 +1,17 @@
-"""Parse a storage URL (``s3://bucket/prefix``, ``file:///path`` or a path) and open it."""
+"""Parse a storage URL (``s3://bucket/prefix``, ``file:///path`` or a path) and open it; open the backup store."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from railyard.core.storage.access import S3Access
 from railyard.core.storage.base import ObjectStore
-from railyard.core.storage.lock import ObjectLock
+from railyard.core.storage.lock import ObjectLock, object_lock_from_env
+
+if TYPE_CHECKING:
+    from railyard.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -61,3 +65,14 @@ def open_store(
     from railyard.core.storage.local import LocalStore
 
     return LocalStore(location.container, lock_requested=lock is not None)
+
+
+def open_backup_store(settings: Settings, *, locked: bool = False) -> tuple[ObjectStore, StorageLocation]:
+    """The backup store (BACKUP_STORAGE_URL) and its location.
+
+    ``locked`` for what writes or deletes backups (the backup and prune jobs, the health check):
+    with S3_OBJECT_LOCK set, objects are written locked and the store's check requires the lock.
+    """
+    location = StorageLocation.parse(settings.backup_storage_url)
+    lock = object_lock_from_env() if locked else None
+    return open_store(location, addressing_style=settings.s3_addressing_style, lock=lock), location
