@@ -14,6 +14,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -22,7 +23,15 @@ import structlog
 import zstandard
 
 from jobs.backup import copy
-from jobs.backup.catalog import ENCRYPTED_SUFFIX, BackupKey, Manifest, backup_key, key_segment, newest_usable
+from jobs.backup.catalog import (
+    ENCRYPTED_SUFFIX,
+    MANIFEST_SUFFIX,
+    BackupKey,
+    Manifest,
+    backup_key,
+    key_segment,
+    newest_usable,
+)
 from jobs.backup.config import BackupOptions, BackupTuning
 from jobs.backup.dump_archive import ArchiveReader
 from jobs.backup.encryption import EncryptionConfig, Encryptor
@@ -86,118 +95,221 @@ def backup_database(
     encryption = encryption or EncryptionConfig.from_env()
     if source is None:
         source = url_source(database_url) if database_url else resolve_source(settings, None)
-    target = source.target
-    store, location = open_backup_store(settings, locked=True)
-    store.check()  # a missing bucket or read-only directory fails before pg_dump starts
+    return _Backup(settings, source, options, tuning, encryption, clock).take(on_progress)
 
-    with target.connect(autocommit=True) as conn:
+
+@dataclass(frozen=True)
+class _Server:
+    """The source's server as the backup found it, under the backup's lock."""
+
+    pg_dump: PgTool
+    version: str
+    system_identifier: str | None
+
+
+@dataclass(frozen=True)
+class _Dumped:
+    """What the dump wrote, and where its upload was completed."""
+
+    key: BackupKey  # a later key than the one reserved when another writer completed that one first
+    sha256: str  # of the bytes stored
+    raw_bytes: int  # what pg_dump wrote
+    stored_bytes: int
+    row_counts: dict[str, int] | None
+    archive_checked: bool
+
+
+class _Backup:
+    """One backup of one database, taken in the steps :meth:`take` lists."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        options: BackupOptions,
+        tuning: BackupTuning,
+        encryption: EncryptionConfig,
+        clock: Callable[[], datetime],
+    ):
+        self.settings = settings
+        self.source = source
+        self.target = source.target
+        self.options = options
+        self.tuning = tuning
+        self.encryption = encryption
+        self.clock = clock
+        self.store, self.location = open_backup_store(settings, locked=True)
+
+    def take(self, on_progress: BackupProgressCallback | None) -> Manifest:
+        self.store.check()  # a missing bucket or read-only directory fails before pg_dump starts
+        with self.target.connect(autocommit=True) as conn:
+            server = self._lock_source(conn)
+            previous = self._previous_backup()
+            database_bytes, snapshot = _export_snapshot(conn)
+            started = self.clock()
+            key = self._free_key(started)
+            part_size, concurrency = self._upload_shape(database_bytes)
+            self._log_started(server, key, part_size, concurrency, database_bytes)
+            t0 = time.monotonic()
+            report = None if on_progress is None else _with_total(on_progress, database_bytes)
+            dumped = self._dump(conn, server, snapshot, key, part_size, concurrency, report)
+            conn.execute("COMMIT")
+            duration = time.monotonic() - t0
+        finished = max(self.clock(), started)  # a clock stepped back must not make a backup end before it began
+        manifest = self._manifest(server, dumped, started, finished, duration)
+        self._publish(manifest, previous)
+        self._log_completed(manifest, duration)
+        return manifest
+
+    def _lock_source(self, conn: Any) -> _Server:
+        """Find a pg_dump for the server and take the database's backup lock (LockBusyError when held)."""
         major, server_version = server_major(conn)
-        pg_dump = find_tool("pg_dump", major, ssl_mode=target.ssl_mode)
+        pg_dump = find_tool("pg_dump", major, ssl_mode=self.target.ssl_mode)
         locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()
         if not locked or not locked[0]:
-            raise LockBusyError(f"a backup of database {target.dbname!r} is already running; not starting another")
-        system_identifier = server_identity(conn)
-        previous = newest_usable(store, location, environment=settings.environment, series=source.series)
-        size_row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-        db_size = int(str(size_row[0])) if size_row else 0
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        snapshot_row = conn.execute("SELECT pg_export_snapshot()").fetchone()
-        snapshot = str(snapshot_row[0]) if snapshot_row else ""
+            raise LockBusyError(f"a backup of database {self.target.dbname!r} is already running; not starting another")
+        return _Server(pg_dump, server_version, server_identity(conn))
 
-        started = clock()
-        # Where the store cannot refuse to overwrite, the key carries a random token no other writer picks.
-        token = "" if store.refuses_overwrite() else secrets.token_hex(4)
-        key = backup_key(
-            location, settings.environment, source.series, started, encrypted=encryption.enabled, token=token
+    def _previous_backup(self) -> Manifest | None:
+        """The series' newest backup, to tell when its server changed."""
+        return newest_usable(
+            self.store, self.location, environment=self.settings.environment, series=self.source.series
         )
-        while store.head(key.key) is not None or store.head(key.manifest_key) is not None:
+
+    def _free_key(self, started: datetime) -> BackupKey:
+        """The key for a backup started at ``started`` that no object has yet."""
+        # Where the store cannot refuse to overwrite, the key carries a random token no other writer picks.
+        token = "" if self.store.refuses_overwrite() else secrets.token_hex(4)
+        key = backup_key(
+            self.location,
+            self.settings.environment,
+            self.source.series,
+            started,
+            encrypted=self.encryption.enabled,
+            token=token,
+        )
+        while self.store.head(key.key) is not None or self.store.head(key.manifest_key) is not None:
             # Taken in the same second: the key moves a second on; started_at stays the real start.
-            key = _next_key(location, key)
-        part_size = tuning.part_size or choose_part_size(db_size)
-        concurrency = tuning.concurrency_for(part_size)
-        if part_size * (concurrency + 1) > tuning.upload_memory:
+            key = _next_key(self.location, key)
+        return key
+
+    def _upload_shape(self, database_bytes: int) -> tuple[int, int]:
+        """(part size, parts uploaded at once) for a database this large, warning when over the memory budget."""
+        part_size = self.tuning.part_size or choose_part_size(database_bytes)
+        concurrency = self.tuning.concurrency_for(part_size)
+        if part_size * (concurrency + 1) > self.tuning.upload_memory:
             log.warning(
                 "upload_memory_over_budget",
                 needed_bytes=part_size * (concurrency + 1),
-                budget_bytes=tuning.upload_memory,
+                budget_bytes=self.tuning.upload_memory,
                 hint="the database needs parts this large to fit in 10,000; raise BACKUP_UPLOAD_MEMORY_MB",
             )
+        return part_size, concurrency
+
+    def _log_started(
+        self, server: _Server, key: BackupKey, part_size: int, concurrency: int, database_bytes: int
+    ) -> None:
         log.info(
             "backup_started",
-            database=target.dbname,
-            series=source.series,
-            source=source.source,
-            host=target.host,
+            database=self.target.dbname,
+            series=self.source.series,
+            source=self.source.source,
+            host=self.target.host,
             key=key.key,
-            server_version=server_version,
-            pg_dump_version=pg_dump.version,
+            server_version=server.version,
+            pg_dump_version=server.pg_dump.version,
             part_size=part_size,
             upload_concurrency=concurrency,
-            database_bytes=db_size,
+            database_bytes=database_bytes,
         )
+
+    def _dump(
+        self,
+        conn: Any,
+        server: _Server,
+        snapshot: str,
+        key: BackupKey,
+        part_size: int,
+        concurrency: int,
+        on_progress: ProgressCallback | None,
+    ) -> _Dumped:
+        """Stream pg_dump, in the exported snapshot, into a create-only upload and complete it."""
         # Exact counts come from the dump stream itself (no query, no second scan); estimates
         # from the planner's statistics, in the dump's snapshot.
-        reader = ArchiveReader() if tuning.row_counts == "exact" else None
-        counts = estimate_rows(conn, options) if tuning.row_counts == "estimate" else None
-        t0 = time.monotonic()
-        with store.open_upload(key.key, part_size=part_size, concurrency=concurrency, if_absent=True) as upload:
-            stream = _DumpStream(pg_dump_argv(pg_dump, target, snapshot, options), target)
+        reader = ArchiveReader() if self.tuning.row_counts == "exact" else None
+        counts = estimate_rows(conn, self.options) if self.tuning.row_counts == "estimate" else None
+        with self.store.open_upload(key.key, part_size=part_size, concurrency=concurrency, if_absent=True) as upload:
+            stream = _DumpStream(pg_dump_argv(server.pg_dump, self.target, snapshot, self.options), self.target)
             try:
-                report = None if on_progress is None else _with_total(on_progress, db_size)
                 digest, raw_bytes = stream.pump(
-                    upload.write, tuning, encryption.recipients, report, reader.feed if reader else None
+                    upload.write, self.tuning, self.encryption.recipients, on_progress, reader.feed if reader else None
                 )
             finally:
                 stream.close()
             if reader:
                 counts = reader.finish().table_counts()
-            key = _complete_without_overwriting(upload, key, location)
-        conn.execute("COMMIT")
-        duration = time.monotonic() - t0
+            key = _complete_without_overwriting(upload, key, self.location)
+        return _Dumped(key, digest, raw_bytes, upload.bytes_written, counts, archive_checked=reader is not None)
 
-    finished = max(clock(), started)  # a clock stepped back must not make a backup end before it began
-    manifest = Manifest(
-        id=key.id,
-        key=key.key,
-        database=target.dbname,
-        environment=settings.environment,
-        host=target.host,
-        server_version=server_version,
-        pg_dump_version=pg_dump.version,
-        format="custom",
-        compression=f"zstd-{tuning.zstd_level}",
-        size=upload.bytes_written,
-        raw_size=raw_bytes,
-        sha256=digest,
-        started_at=started.isoformat(),
-        finished_at=finished.isoformat(),
-        duration_s=round(duration, 3),
-        railyard_version=__version__,
-        row_counts=counts,
-        row_counts_mode=tuning.row_counts,
-        archive_checked=reader is not None,
-        options=options.as_dict(),
-        encryption={"format": "age", "recipients": list(encryption.recipients)} if encryption.enabled else None,
-        series=source.series,
-        source=source.source,
-        system_identifier=system_identifier,
-    )
-    store.put_bytes(key.manifest_key, manifest.to_json(), if_absent=True)
-    copy.enqueue_copy(settings, manifest)
-    if previous is not None and server_changed(previous, manifest):
-        _alert_server_changed(settings, previous, manifest)
-    log.info(
-        "backup_completed",
-        id=manifest.id,
-        database=manifest.database,
-        key=manifest.key,
-        bytes=manifest.size,
-        raw_bytes=raw_bytes,
-        duration_s=manifest.duration_s,
-        mb_per_s=round(raw_bytes / 1e6 / duration, 1) if duration > 0 else None,
-        location=store.location(manifest.key),
-    )
-    return manifest
+    def _manifest(
+        self, server: _Server, dumped: _Dumped, started: datetime, finished: datetime, duration: float
+    ) -> Manifest:
+        encryption = self.encryption
+        return Manifest(
+            id=dumped.key.id,
+            key=dumped.key.key,
+            database=self.target.dbname,
+            environment=self.settings.environment,
+            host=self.target.host,
+            server_version=server.version,
+            pg_dump_version=server.pg_dump.version,
+            format="custom",
+            compression=f"zstd-{self.tuning.zstd_level}",
+            size=dumped.stored_bytes,
+            raw_size=dumped.raw_bytes,
+            sha256=dumped.sha256,
+            started_at=started.isoformat(),
+            finished_at=finished.isoformat(),
+            duration_s=round(duration, 3),
+            railyard_version=__version__,
+            row_counts=dumped.row_counts,
+            row_counts_mode=self.tuning.row_counts,
+            archive_checked=dumped.archive_checked,
+            options=self.options.as_dict(),
+            encryption={"format": "age", "recipients": list(encryption.recipients)} if encryption.enabled else None,
+            series=self.source.series,
+            source=self.source.source,
+            system_identifier=server.system_identifier,
+        )
+
+    def _publish(self, manifest: Manifest, previous: Manifest | None) -> None:
+        """Write the manifest (the commit marker), then enqueue the copy and say when the server changed."""
+        self.store.put_bytes(manifest.key + MANIFEST_SUFFIX, manifest.to_json(), if_absent=True)
+        copy.enqueue_copy(self.settings, manifest)
+        if previous is not None and server_changed(previous, manifest):
+            _alert_server_changed(self.settings, previous, manifest)
+
+    def _log_completed(self, manifest: Manifest, duration: float) -> None:
+        log.info(
+            "backup_completed",
+            id=manifest.id,
+            database=manifest.database,
+            key=manifest.key,
+            bytes=manifest.size,
+            raw_bytes=manifest.raw_size,
+            duration_s=manifest.duration_s,
+            mb_per_s=round(manifest.raw_size / 1e6 / duration, 1) if duration > 0 else None,
+            location=self.store.location(manifest.key),
+        )
+
+
+def _export_snapshot(conn: Any) -> tuple[int, str]:
+    """(the database's size, the name of a repeatable-read snapshot pg_dump will read) in a transaction left open."""
+    size_row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    database_bytes = int(str(size_row[0])) if size_row else 0
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    snapshot_row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    return database_bytes, str(snapshot_row[0]) if snapshot_row else ""
 
 
 def _next_key(location: StorageLocation, key: BackupKey) -> BackupKey:
