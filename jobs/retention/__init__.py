@@ -17,12 +17,13 @@ from jobs.backup.copy_config import CopyConfig
 from jobs.backup.series import lock_probe
 from jobs.retention import purge
 from jobs.retention.config import backup_policy_from_env, copy_policy_from_env
+from jobs.retention.policy import RetentionPolicy
 from jobs.retention.prune import PruneReport, prune
 from jobs.retention.purge_config import config_from_env
 from railyard.core import registry
 from railyard.core.errors import RetryableError, first_line
 from railyard.core.settings import Settings, redact_url
-from railyard.core.storage import open_backup_store
+from railyard.core.storage import ObjectStore, StorageLocation, open_backup_store
 
 PRUNE_JOB = "jobs.retention.prune_backups"
 PURGE_JOB = "jobs.retention.purge_rows"
@@ -34,9 +35,12 @@ def prune_backups(dry_run: bool = False) -> dict[str, Any]:
     """Apply the backup retention policy (BACKUP_KEEP_*) to this environment's backups, and the
     copy's policy (BACKUP_COPY_KEEP_*) to the copy's (``copy``: None without BACKUP_COPY_STORAGE_URL)."""
     settings = Settings.from_env()
-    report = run_prune(settings, dry_run=dry_run).to_dict()
-    copied = run_copy_prune(settings, dry_run=dry_run)
-    return {**report, "copy": copied.to_dict() if copied else None}
+    return prune_result(run_prune(settings, dry_run=dry_run), run_copy_prune(settings, dry_run=dry_run))
+
+
+def prune_result(report: PruneReport, copied: PruneReport | None) -> dict[str, Any]:
+    """The primary's prune report, with the copy's (None without a copy) under ``copy``."""
+    return {**report.to_dict(), "copy": copied.to_dict() if copied else None}
 
 
 def purge_rows(dry_run: bool = False) -> dict[str, Any]:
@@ -52,17 +56,10 @@ def run_prune(
     now: datetime | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> PruneReport:
+    """Prune the backup store (BACKUP_STORAGE_URL) with the backup retention policy."""
     policy = backup_policy_from_env(environ)
     store, location = open_backup_store(settings, locked=True)
-    return prune(
-        store,
-        location,
-        environment=settings.environment,
-        policy=policy,
-        now=now or datetime.now(UTC),
-        dry_run=dry_run,
-        series_lock=lock_probe(settings, environ),
-    )
+    return _prune(settings, store, location, policy, dry_run=dry_run, now=now, environ=environ)
 
 
 def run_copy_prune(
@@ -76,11 +73,27 @@ def run_copy_prune(
     config = CopyConfig.from_env(environ)
     if config is None:
         return None
+    policy = copy_policy_from_env(environ)
+    return _prune(
+        settings, config.open_store(settings), config.location, policy, dry_run=dry_run, now=now, environ=environ
+    )
+
+
+def _prune(
+    settings: Settings,
+    store: ObjectStore,
+    location: StorageLocation,
+    policy: RetentionPolicy,
+    *,
+    dry_run: bool,
+    now: datetime | None,
+    environ: Mapping[str, str] | None,
+) -> PruneReport:
     return prune(
-        config.open_store(settings),
-        config.location,
+        store,
+        location,
         environment=settings.environment,
-        policy=copy_policy_from_env(environ),
+        policy=policy,
         now=now or datetime.now(UTC),
         dry_run=dry_run,
         series_lock=lock_probe(settings, environ),

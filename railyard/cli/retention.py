@@ -8,7 +8,7 @@ from collections.abc import Callable
 import click
 import redis
 
-from jobs.retention import PRUNE_JOB, PURGE_JOB, run_copy_prune, run_prune, run_purge
+from jobs.retention import PRUNE_JOB, PURGE_JOB, prune_result, run_copy_prune, run_prune, run_purge
 from jobs.retention.prune import PruneReport
 from jobs.retention.purge import PurgeReport
 from railyard.cli.context import CliContext
@@ -37,7 +37,7 @@ def prune(obj: CliContext, dry_run: bool, as_json: bool, to_queue: bool) -> None
     report = run_prune(obj.settings, dry_run=dry_run)
     copied = run_copy_prune(obj.settings, dry_run=dry_run)
     if as_json:
-        click.echo(json.dumps({**report.to_dict(), "copy": copied.to_dict() if copied else None}, indent=2))
+        click.echo(json.dumps(prune_result(report, copied), indent=2))
     else:
         _print_prune(report)
         if copied is not None:
