@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -68,21 +70,36 @@ def status(obj: CliContext, as_json: bool) -> None:
     raise SystemExit(code)
 
 
+def _up_options(func: Callable[..., None]) -> Callable[..., None]:
+    """The options of `migrate plan` and `migrate up`, handed to ``func`` as one UpOptions, ``options``."""
+
+    @click.option("--to", "target", type=int, metavar="N", help="Only up to the application's migration N.")
+    @click.option("--allow-out-of-order", is_flag=True, help="Apply pending migrations numbered below applied ones.")
+    @_backup_option
+    @_accept_option
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        target: int | None,
+        allow_out_of_order: bool,
+        backup: bool | None,
+        accept: tuple[str, ...],
+        **kwargs: Any,
+    ) -> None:
+        func(*args, options=UpOptions(target, allow_out_of_order, backup, AcceptSpec.parse(accept)), **kwargs)
+
+    return command
+
+
 @migrate.command()
-@click.option("--to", "target", type=int, metavar="N", help="Only up to the application's migration N.")
-@click.option("--allow-out-of-order", is_flag=True, help="Apply pending migrations numbered below applied ones.")
-@_backup_option
-@_accept_option
+@_up_options
 @click.pass_obj
-def plan(
-    obj: CliContext, target: int | None, allow_out_of_order: bool, backup: bool | None, accept: tuple[str]
-) -> None:
+def plan(obj: CliContext, options: UpOptions) -> None:
     """Show what `migrate up` would run, with the statements; changes nothing."""
     migrator = _migrator(obj)
-    options = UpOptions(target, allow_out_of_order, backup, AcceptSpec.parse(accept))
     database, plans = migrator.plans(options)
     steps = [(p.namespace, m) for p in plans for m in p.to_apply]
-    wanted, reason = migrator.backup_reason(backup)
+    wanted, reason = migrator.backup_reason(options.backup)
     command = migrator.config.migrate_command
     click.echo(f"database: {database}")
     for p in plans:
@@ -103,14 +120,10 @@ def plan(
 
 
 @migrate.command()
-@click.option("--to", "target", type=int, metavar="N", help="Apply the application's migrations up to N only.")
-@click.option("--allow-out-of-order", is_flag=True, help="Apply pending migrations numbered below applied ones.")
-@_backup_option
-@_accept_option
+@_up_options
 @click.pass_obj
-def up(obj: CliContext, target: int | None, allow_out_of_order: bool, backup: bool | None, accept: tuple[str]) -> None:
+def up(obj: CliContext, options: UpOptions) -> None:
     """Apply pending migrations: Railyard's own, then the application's."""
-    options = UpOptions(target, allow_out_of_order, backup, AcceptSpec.parse(accept))
     _print_result(_migrator(obj).up(options), "applied")
 
 
