@@ -89,27 +89,13 @@ def run_step(
 ) -> StepResult:
     """Apply or revert ``step`` on ``conn`` (an autocommit connection) and write its ledger change."""
     m = step.migration
-    log.info(
-        "migration_started",
-        namespace=step.namespace,
-        migration=m.name,
-        version=m.version,
-        direction=step.direction,
-        transactional=m.transactional,
-    )
+    step_log = log.bind(namespace=step.namespace, migration=m.name, version=m.version, direction=step.direction)
+    step_log.info("migration_started", transactional=m.transactional)
     if m.transactional:
         result = _run_in_transaction(conn, step, ledger_write, timeouts, sleep)
     else:
         result = _run_without_transaction(conn, step, ledger_write, timeouts, sleep)
-    log.info(
-        "migration_finished",
-        namespace=step.namespace,
-        migration=m.name,
-        version=m.version,
-        direction=step.direction,
-        duration_ms=result.duration_ms,
-        attempts=result.attempts,
-    )
+    step_log.info("migration_finished", duration_ms=result.duration_ms, attempts=result.attempts)
     return result
 
 

@@ -15,6 +15,7 @@ are neither ``.sql`` nor ``.py`` are not migrations and are ignored.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import itertools
 import os
@@ -206,14 +207,12 @@ def load_file(path: Path, data: bytes) -> MigrationFile:
     except UnicodeDecodeError as exc:
         raise MigrationFileError(f"{path}: is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     text = text.replace("\r\n", "\n")
+    migration_file = functools.partial(
+        MigrationFile, version=version, name=path.name, kind=kind, path=path, checksum=checksum(data)
+    )
     if kind == "sql":
         sections = parse_sql(text, str(path))
-        return MigrationFile(
-            version=version,
-            name=path.name,
-            kind=kind,
-            path=path,
-            checksum=checksum(data),
+        return migration_file(
             transactional=sections.transactional,
             has_down=sections.down is not None,
             up_sql=sections.up,
@@ -222,15 +221,7 @@ def load_file(path: Path, data: bytes) -> MigrationFile:
             down_line=sections.down_line,
         )
     has_down, transactional = parse_python(text, str(path))
-    return MigrationFile(
-        version=version,
-        name=path.name,
-        kind=kind,
-        path=path,
-        checksum=checksum(data),
-        transactional=transactional,
-        has_down=has_down,
-    )
+    return migration_file(transactional=transactional, has_down=has_down)
 
 
 def scan(directory: Path, files: Mapping[str, bytes], unreadable: Iterable[str] = ()) -> Discovery:
