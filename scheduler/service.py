@@ -140,13 +140,7 @@ class RailyardScheduler(Scheduler):
                 )
             self.stop_requested.wait(0.05)
         try:
-            report = registration.reconcile(
-                self.connection,
-                self.entries,
-                environment=self.environment,
-                now=self.now(),
-                serializer=self.serializer_name,
-            )
+            report = self._register()
         finally:
             self.remove_lock()
         log.info(
@@ -157,6 +151,12 @@ class RailyardScheduler(Scheduler):
             removed=len(report.removed),
         )
         return report
+
+    def _register(self) -> registration.ReconcileReport:
+        """Make Redis hold the declared schedule (the caller holds the scheduler lock)."""
+        return registration.reconcile(
+            self.connection, self.entries, environment=self.environment, now=self.now(), serializer=self.serializer_name
+        )
 
     def catch_up(self) -> list[trigger.FireResult]:
         store, location = open_backup_store(self.settings)
@@ -179,13 +179,7 @@ class RailyardScheduler(Scheduler):
                 if lost:
                     # Redis lost its data, or a scheduler with other settings cancelled them.
                     log.warning("schedule_entries_missing", entries=lost)
-                    registration.reconcile(
-                        self.connection,
-                        self.entries,
-                        environment=self.environment,
-                        now=self.now(),
-                        serializer=self.serializer_name,
-                    )
+                    self._register()
                 self.enqueue_jobs()
             finally:
                 self.remove_lock()
