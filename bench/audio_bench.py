@@ -60,7 +60,7 @@ def write_track(path: Path, minutes: float) -> None:
 
 
 def run_pipeline(source: Path, out_dir: Path) -> dict[str, float]:
-    from jobs.audio.config import AudioSettings
+    from jobs.audio.config import AudioConfig
     from jobs.audio.pipeline import normalise
     from railyard.core.storage.local import LocalStore
 
@@ -69,7 +69,7 @@ def run_pipeline(source: Path, out_dir: Path) -> dict[str, float]:
         store,
         source.name,
         source.stat().st_size,
-        AudioSettings(storage_url=str(source.parent)),
+        AudioConfig(storage_url=str(source.parent)),
         out_dir / "out.m4a",
     )
     return {

@@ -18,8 +18,8 @@ from railyard.core.errors import ConfigError, RailyardError
 
 
 def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
-    from jobs.audio.config import AudioSettings
-    from jobs.backup.config import BackupTuning
+    from jobs.audio.config import AudioConfig
+    from jobs.backup.config import BackupConfig
     from jobs.backup.copy_config import CopyConfig
     from jobs.backup.encryption import EncryptionConfig
     from jobs.backup.series import series_problems
@@ -31,7 +31,7 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
     from railyard.core.schedule_config import ScheduleConfig
     from railyard.core.settings import Settings
     from railyard.core.storage.lock import object_lock_from_env
-    from railyard.core.worker_config import WorkerTuning
+    from railyard.core.worker_config import WorkerConfig
 
     def purge_config(env: Mapping[str, str]) -> Any:
         return config_from_env(env) if env.get(CONFIG_VARIABLE, "").strip() else None
@@ -47,8 +47,8 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
     return [
         ("settings", Settings.from_env),
         ("alerts", AlertConfig.from_env),
-        ("worker", WorkerTuning.from_env),
-        ("backup", BackupTuning.from_env),
+        ("worker", WorkerConfig.from_env),
+        ("backup", BackupConfig.from_env),
         ("schedule", ScheduleConfig.from_env),
         ("encryption", EncryptionConfig.from_env),
         ("migrations", MigrationConfig.from_env),
@@ -57,7 +57,7 @@ def _readers() -> list[tuple[str, Callable[[Mapping[str, str]], Any]]]:
         ("databases", named_database_urls),
         ("series", series_problems),
         ("connection strings", connection_strings),
-        ("audio", AudioSettings.from_env),
+        ("audio", AudioConfig.from_env),
         ("object lock", object_lock_from_env),
         ("backup copy", CopyConfig.from_env),
         ("copy retention", copy_policy_from_env),

@@ -49,7 +49,7 @@ from railyard.core.liveness import record_worker_seen
 from railyard.core.reconnect import keep_reconnecting
 from railyard.core.redact import redactor
 from railyard.core.settings import Settings
-from railyard.core.worker_config import WorkerTuning
+from railyard.core.worker_config import WorkerConfig
 from railyard.ops import metrics
 from worker.drain import draining_problem
 from worker.orphans import sweep_once_per_interval
@@ -70,7 +70,7 @@ class RailyardWorker(Worker):
         chosen = job_serializer.rq_serializer(self.serializer_name)
         _check_command_line_serializer(kwargs.get("serializer"), chosen, self.serializer_name)
         kwargs["serializer"] = chosen
-        self.tuning = WorkerTuning.from_env()  # before rq's __init__, which reads dequeue_timeout
+        self.tuning = WorkerConfig.from_env()  # before rq's __init__, which reads dequeue_timeout
         super().__init__(*args, **kwargs)
         for queue in self.queues:  # rq's command line built them with its own --serializer
             queue.serializer = chosen

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.audio.config import AudioSettings
+from jobs.audio.config import AudioConfig
 from railyard.core.settings import Settings
 
 
@@ -19,4 +19,4 @@ def process_audio(audio_file_id: int | str) -> dict[str, Any]:
     from jobs.audio.process import process_file  # PyAV loads only where audio is processed
 
     claims = JobMetaClaims.of_current_job()
-    return process_file(Settings.from_env(), AudioSettings.from_env(), audio_file_id, claims=claims).as_dict()
+    return process_file(Settings.from_env(), AudioConfig.from_env(), audio_file_id, claims=claims).as_dict()

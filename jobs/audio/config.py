@@ -40,7 +40,7 @@ FALSE_WORDS = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
-class AudioSettings:
+class AudioConfig:
     """What the audio job reads from the environment. Build with :meth:`from_env`."""
 
     table: str = DEFAULT_TABLE
@@ -60,7 +60,7 @@ class AudioSettings:
         return tuple(self.table.split("."))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> AudioSettings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AudioConfig:
         """Read and validate every AUDIO_* variable; raise one ConfigError listing all problems."""
         env = os.environ if environ is None else environ
         problems: list[str] = []

@@ -15,7 +15,7 @@ import structlog
 
 from jobs.audio import policy
 from jobs.audio.analyse import OutputAnalysis, analyse
-from jobs.audio.config import AudioSettings
+from jobs.audio.config import AudioConfig
 from jobs.audio.decode import Tick
 from jobs.audio.errors import AudioInputError
 from jobs.audio.measure import Measurement, measure
@@ -37,7 +37,7 @@ class Normalised:
 
 
 def normalise(
-    store: ObjectStore, key: str, size: int, audio: AudioSettings, out_path: Path, tick: Tick | None = None
+    store: ObjectStore, key: str, size: int, audio: AudioConfig, out_path: Path, tick: Tick | None = None
 ) -> Normalised:
     """Normalise the object ``key`` (``size`` bytes) into ``out_path``.
 
@@ -59,7 +59,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _normalise(
-    store: ObjectStore, key: str, size: int, audio: AudioSettings, out_path: Path, tick: Tick | None
+    store: ObjectStore, key: str, size: int, audio: AudioConfig, out_path: Path, tick: Tick | None
 ) -> Normalised:
 
     def shape(rate: int, channels: int) -> tuple[int, int]:
@@ -127,7 +127,7 @@ def _normalise(
 
 
 def _corrector(
-    measured: Measurement, audio: AudioSettings
+    measured: Measurement, audio: AudioConfig
 ) -> Callable[[policy.GainPlan, OutputAnalysis], policy.GainPlan | None]:
     def correct(plan: policy.GainPlan, analysis: OutputAnalysis) -> policy.GainPlan | None:
         return policy.corrected_plan(

@@ -26,7 +26,7 @@ import structlog
 
 from jobs.audio import policy
 from jobs.audio.claim_memory import ClaimMemory
-from jobs.audio.config import AudioSettings
+from jobs.audio.config import AudioConfig
 from jobs.audio.errors import AudioInputError, AudioLimitError, ClaimLostError
 from jobs.audio.files import AudioFile, AudioFiles, Result
 from jobs.audio.pipeline import normalise
@@ -59,7 +59,7 @@ class Outcome:
 
 def process_file(
     settings: Settings,
-    audio: AudioSettings,
+    audio: AudioConfig,
     audio_file_id: int | str,
     *,
     store: ObjectStore | None = None,
@@ -118,7 +118,7 @@ class Processor:
         files: AudioFiles,
         store: ObjectStore,
         location: StorageLocation,
-        audio: AudioSettings,
+        audio: AudioConfig,
         claims: ClaimMemory | None = None,
     ):
         self.files = files

@@ -103,7 +103,7 @@ class BackupOptions:
 
 
 @dataclass(frozen=True)
-class BackupTuning:
+class BackupConfig:
     """How backups are taken: compression, row counts, upload shape. From BACKUP_* variables."""
 
     zstd_level: int = DEFAULT_ZSTD_LEVEL
@@ -122,7 +122,7 @@ class BackupTuning:
         return max(1, min(self.upload_concurrency, self.upload_memory // part_size - 1))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> BackupTuning:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BackupConfig:
         env = os.environ if environ is None else environ
         problems: list[str] = []
 

@@ -32,7 +32,7 @@ from jobs.backup.catalog import (
     key_segment,
     newest_usable,
 )
-from jobs.backup.config import BackupOptions, BackupTuning
+from jobs.backup.config import BackupConfig, BackupOptions
 from jobs.backup.dump_archive import ArchiveReader
 from jobs.backup.encryption import EncryptionConfig, Encryptor
 from jobs.backup.rowcounts import estimate_rows
@@ -79,7 +79,7 @@ def backup_database(
     database_url: str | None = None,
     source: Source | None = None,
     options: BackupOptions | None = None,
-    tuning: BackupTuning | None = None,
+    tuning: BackupConfig | None = None,
     encryption: EncryptionConfig | None = None,
     on_progress: BackupProgressCallback | None = None,
     clock: Callable[[], datetime] = utcnow,
@@ -91,7 +91,7 @@ def backup_database(
     same database is running.
     """
     options = options or BackupOptions()
-    tuning = tuning or BackupTuning.from_env()
+    tuning = tuning or BackupConfig.from_env()
     encryption = encryption or EncryptionConfig.from_env()
     if source is None:
         source = url_source(database_url) if database_url else resolve_source(settings, None)
@@ -127,7 +127,7 @@ class _Backup:
         settings: Settings,
         source: Source,
         options: BackupOptions,
-        tuning: BackupTuning,
+        tuning: BackupConfig,
         encryption: EncryptionConfig,
         clock: Callable[[], datetime],
     ):
@@ -408,7 +408,7 @@ class _DumpStream:
     def pump(
         self,
         sink: Callable[[bytes], None],
-        tuning: BackupTuning,
+        tuning: BackupConfig,
         recipients: tuple[str, ...],
         on_progress: ProgressCallback | None,
         on_raw: Callable[[bytes], None] | None = None,
@@ -475,7 +475,7 @@ class _DumpStream:
 
 
 def backup_globals(
-    settings: Settings, server: PgTarget, *, tuning: BackupTuning, encryption: EncryptionConfig
+    settings: Settings, server: PgTarget, *, tuning: BackupConfig, encryption: EncryptionConfig
 ) -> str | None:
     """Roles and tablespaces (``pg_dumpall --globals-only --no-role-passwords``) beside the databases.
 
@@ -525,7 +525,7 @@ def backup_all_databases(
     server: Source | PgTarget,
     *,
     options: BackupOptions | None = None,
-    tuning: BackupTuning | None = None,
+    tuning: BackupConfig | None = None,
     encryption: EncryptionConfig | None = None,
 ) -> tuple[list[Manifest], str | None]:
     """Back up every connectable, non-template database on ``server``, each with its own manifest,
@@ -535,7 +535,7 @@ def backup_all_databases(
     any other database ``D`` is ``{source series}.{D}``.
     """
     source = server if isinstance(server, Source) else url_source(server.url)
-    tuning = tuning or BackupTuning.from_env()
+    tuning = tuning or BackupConfig.from_env()
     encryption = encryption or EncryptionConfig.from_env()
     manifests, failed = [], []
     for name in list_databases(source.target):

@@ -73,7 +73,7 @@ def restore_backup(
     target = PgTarget(target_url)
     check_restore_target(settings, target, force_production=force_production)
     found = find_everywhere(settings, backup_id, database=database)
-    tuning = restore_plan.RestoreTuning.from_env(jobs=jobs)
+    tuning = restore_plan.RestoreConfig.from_env(jobs=jobs)
     for attempt, place in enumerate(found):
         manifest = place.manifest
         identity = EncryptionConfig.from_env().identity if manifest.encryption else None
@@ -99,10 +99,10 @@ def restore_manifest(
     *,
     identity: str | None = None,
     on_progress: ProgressCallback | None = None,
-    tuning: restore_plan.RestoreTuning | None = None,
+    tuning: restore_plan.RestoreConfig | None = None,
 ) -> RestoreResult:
     """Stream one backup into ``target``; the target is untouched unless every check passes."""
-    tuning = tuning or restore_plan.RestoreTuning.from_env()
+    tuning = tuning or restore_plan.RestoreConfig.from_env()
     if manifest.encryption and not identity:
         raise PermanentError(
             f"backup {manifest.id} is encrypted for {', '.join(manifest.encryption.get('recipients', []))}; "

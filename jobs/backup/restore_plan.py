@@ -34,14 +34,14 @@ MAX_JOBS = 64
 
 
 @dataclass(frozen=True)
-class RestoreTuning:
+class RestoreConfig:
     """From RESTORE_JOBS and RESTORE_PARALLEL_MIN_MB; ``railyard restore --jobs`` overrides the first."""
 
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     parallel_min_bytes: int = DEFAULT_PARALLEL_MIN_MB * MiB
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, jobs: int | None = None) -> RestoreTuning:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, jobs: int | None = None) -> RestoreConfig:
         env = os.environ if environ is None else environ
         problems: list[str] = []
         env_jobs = whole_number(env, "RESTORE_JOBS", os.cpu_count() or 1, 1, MAX_JOBS, problems)
@@ -61,7 +61,7 @@ class RestorePlan:
 
 
 def choose(
-    tuning: RestoreTuning, *, archive_bytes: int, free_disk_bytes: int, target_empty: bool, via_script: bool
+    tuning: RestoreConfig, *, archive_bytes: int, free_disk_bytes: int, target_empty: bool, via_script: bool
 ) -> RestorePlan:
     """The restore path for an archive of ``archive_bytes`` (decompressed) into a target."""
 

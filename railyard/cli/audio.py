@@ -8,7 +8,7 @@ import click
 import psycopg
 from redis import Redis
 
-from jobs.audio.config import AudioSettings
+from jobs.audio.config import AudioConfig
 from railyard.cli.context import CliContext
 from railyard.core.errors import NotFoundError, PermanentError
 
@@ -29,7 +29,7 @@ def process(obj: CliContext, audio_file_id: str, as_json: bool) -> None:
     """
     from jobs.audio.process import process_file  # PyAV loads only for this command
 
-    outcome = process_file(obj.settings, AudioSettings.from_env(), audio_file_id)
+    outcome = process_file(obj.settings, AudioConfig.from_env(), audio_file_id)
     if as_json:
         click.echo(json.dumps(outcome.as_dict(), indent=2, default=str))
     else:
@@ -59,7 +59,7 @@ def enqueue(obj: CliContext, audio_file_id: str) -> None:
     from railyard.core.client import enqueue_audio
 
     settings = obj.settings
-    audio_settings = AudioSettings.from_env()
+    audio_settings = AudioConfig.from_env()
     with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn:
         if AudioFiles(conn, audio_settings.table_parts).get(audio_file_id) is None:
             raise NotFoundError(

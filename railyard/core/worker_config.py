@@ -25,14 +25,14 @@ MAX_BACKOFF_SCALE = 10.0
 
 
 @dataclass(frozen=True)
-class WorkerTuning:
+class WorkerConfig:
     heartbeat_grace_s: int = DEFAULT_HEARTBEAT_GRACE_S
     retry_backoff_scale: float = 1.0
     rescue_interval_s: int = DEFAULT_RESCUE_INTERVAL_S
     metrics_port: int | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerTuning:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WorkerConfig:
         env = os.environ if environ is None else environ
         problems = []
         grace = DEFAULT_HEARTBEAT_GRACE_S

@@ -73,11 +73,11 @@ def test_globals_skipped_with_a_warning_when_not_permitted(database_url, tmp_pat
     try:
         limited = database_url.replace("postgres@", "ry_limited@")
         settings = Settings.from_env({"DATABASE_URL": limited, "BACKUP_STORAGE_URL": str(tmp_path / "store")})
-        from jobs.backup.config import BackupTuning
+        from jobs.backup.config import BackupConfig
         from jobs.backup.dump import backup_globals
         from jobs.backup.encryption import EncryptionConfig
 
-        assert None is backup_globals(settings, PgTarget(limited), tuning=BackupTuning(), encryption=EncryptionConfig())
+        assert None is backup_globals(settings, PgTarget(limited), tuning=BackupConfig(), encryption=EncryptionConfig())
         assert [] == list(open_store(str(tmp_path / "store")).list())
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:

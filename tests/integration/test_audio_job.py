@@ -26,7 +26,7 @@ from rq.job import Job
 
 from jobs.audio.claim_memory import META_KEY as CLAIM_META_KEY
 from jobs.audio.claim_memory import JobMetaClaims
-from jobs.audio.config import AudioSettings
+from jobs.audio.config import AudioConfig
 from jobs.audio.errors import ClaimLostError
 from jobs.audio.files import AudioFiles
 from jobs.audio.process import Heartbeat, process_file
@@ -44,7 +44,7 @@ CEILING_DBTP = -1.0
 @dataclass
 class Env:
     settings: Settings
-    audio: AudioSettings
+    audio: AudioConfig
     store: ObjectStore
     location: StorageLocation
 
@@ -76,7 +76,7 @@ def env(database_url: str, tmp_path: Path) -> Env:
     location = StorageLocation.parse(str(tmp_path / "audio"))
     return Env(
         Settings(database_url=database_url),
-        AudioSettings(storage_url=str(tmp_path / "audio")),
+        AudioConfig(storage_url=str(tmp_path / "audio")),
         LocalStore(tmp_path / "audio"),
         location,
     )

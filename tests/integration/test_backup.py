@@ -18,7 +18,7 @@ from psycopg import sql
 
 from jobs.backup import run_backup
 from jobs.backup.catalog import Manifest, list_backups
-from jobs.backup.config import BackupOptions, BackupTuning
+from jobs.backup.config import BackupConfig, BackupOptions
 from jobs.backup.dump import LOCK_KEY, backup_database
 from jobs.backup.restore import restore_backup
 from railyard.core import pgtools
@@ -169,7 +169,7 @@ def test_killed_pg_dump_leaves_no_backup(database_url: str, bucket: str) -> None
 
     killer = threading.Thread(target=kill_when_streaming)
     killer.start()
-    tuning = BackupTuning(zstd_level=1, zstd_threads=0, part_size=8 * 1024 * 1024)
+    tuning = BackupConfig(zstd_level=1, zstd_threads=0, part_size=8 * 1024 * 1024)
     with pytest.raises(RetryableError, match="killed by signal 9"):
         backup_database(settings_for(database_url, storage_url), tuning=tuning)
     killer.join()
@@ -193,7 +193,7 @@ def test_s3_failing_mid_upload_leaves_no_backup(
     with FaultProxy(s3_endpoint, fail_later_parts) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-        tuning = BackupTuning(zstd_level=1, zstd_threads=0, part_size=8 * 1024 * 1024, upload_concurrency=1)
+        tuning = BackupConfig(zstd_level=1, zstd_threads=0, part_size=8 * 1024 * 1024, upload_concurrency=1)
         with pytest.raises(StorageError, match="InternalError"):
             backup_database(settings_for(database_url, f"s3://{bucket}/pg"), tuning=tuning)
         assert proxy.failed >= 2
@@ -216,7 +216,7 @@ def test_job_timeout_mid_stream_aborts_the_upload(
         return False
 
     storage_url = f"s3://{bucket}/pg"
-    tuning = BackupTuning(zstd_level=1, zstd_threads=0, part_size=8 * 1024 * 1024, upload_concurrency=1)
+    tuning = BackupConfig(zstd_level=1, zstd_threads=0, part_size=8 * 1024 * 1024, upload_concurrency=1)
     with FaultProxy(s3_endpoint, slow_parts) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
         with pytest.raises(JobTimeoutException), UnixSignalDeathPenalty(1, JobTimeoutException):
@@ -395,7 +395,7 @@ def test_row_count_modes_without_reading_the_stream(database_url: str, tmp_path:
         conn.execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 500) g")
         conn.execute("ANALYZE t")
     settings = settings_for(database_url, str(tmp_path / "store"))
-    manifest = backup_database(settings, tuning=BackupTuning.from_env({"BACKUP_ROW_COUNTS": mode}))
+    manifest = backup_database(settings, tuning=BackupConfig.from_env({"BACKUP_ROW_COUNTS": mode}))
     assert ({"public.t": 500} if mode == "estimate" else None) == manifest.row_counts
     assert (mode, False) == (manifest.row_counts_mode, manifest.archive_checked)
 
@@ -470,7 +470,7 @@ def test_parts_in_flight_follow_the_memory_budget(
         conn.execute("CREATE TABLE notes AS SELECT generate_series(1, 100) AS id")
     env = {"BACKUP_PART_SIZE_MB": str(part_mb), "BACKUP_UPLOAD_MEMORY_MB": str(memory_mb)}
     with structlog.testing.capture_logs() as logs:
-        backup_database(settings_for(database_url, f"s3://{bucket}/pg"), tuning=BackupTuning.from_env(env))
+        backup_database(settings_for(database_url, f"s3://{bucket}/pg"), tuning=BackupConfig.from_env(env))
     [started] = [line for line in logs if line["event"] == "backup_started"]
     assert (part_mb * 1024**2, memory_mb // part_mb - 1 or 1) == (started["part_size"], started["upload_concurrency"])
     assert over_budget == any(line["event"] == "upload_memory_over_budget" for line in logs)

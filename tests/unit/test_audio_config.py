@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.audio.config import AudioSettings, default_storage_url
+from jobs.audio.config import AudioConfig, default_storage_url
 from railyard.core.errors import ConfigError
 
 
 def test_defaults() -> None:
-    settings = AudioSettings.from_env({})
-    assert AudioSettings(storage_url="./backups/audio") == settings
+    settings = AudioConfig.from_env({})
+    assert AudioConfig(storage_url="./backups/audio") == settings
     assert settings.table_parts == ("audio_files",)
 
 
@@ -27,7 +27,7 @@ def test_every_variable_is_read() -> None:
         "AUDIO_MONO": "yes",
         "AUDIO_STALE_AFTER_S": "120",
     }
-    expected = AudioSettings(
+    expected = AudioConfig(
         table="media.uploads",
         storage_url="s3://media-bucket/yoto",
         max_bytes=5_000_000,
@@ -39,7 +39,7 @@ def test_every_variable_is_read() -> None:
         mono=True,
         stale_after_s=120,
     )
-    assert expected == AudioSettings.from_env(env)
+    assert expected == AudioConfig.from_env(env)
     assert expected.table_parts == ("media", "uploads")
 
 
@@ -56,7 +56,7 @@ def test_every_variable_is_read() -> None:
 def test_default_storage_follows_backup_storage(backup_url: str, expected: str) -> None:
     """The backup storage's bucket (or directory) with an audio prefix."""
     assert expected == default_storage_url(backup_url)
-    assert expected == AudioSettings.from_env({"BACKUP_STORAGE_URL": backup_url}).storage_url
+    assert expected == AudioConfig.from_env({"BACKUP_STORAGE_URL": backup_url}).storage_url
 
 
 def test_all_problems_are_reported_together() -> None:
@@ -73,7 +73,7 @@ def test_all_problems_are_reported_together() -> None:
         "AUDIO_STALE_AFTER_S": "10",
     }
     with pytest.raises(ConfigError) as caught:
-        AudioSettings.from_env(env)
+        AudioConfig.from_env(env)
     problems = caught.value.problems
     assert len(problems) == 10
     for name in env:
@@ -84,6 +84,6 @@ def test_all_problems_are_reported_together() -> None:
 
 def test_storage_url_must_not_carry_credentials() -> None:
     with pytest.raises(ConfigError) as caught:
-        AudioSettings.from_env({"AUDIO_STORAGE_URL": "s3://key:secret@bucket/audio"})
+        AudioConfig.from_env({"AUDIO_STORAGE_URL": "s3://key:secret@bucket/audio"})
     assert "secret" not in str(caught.value)
     assert "must not embed credentials" in str(caught.value)

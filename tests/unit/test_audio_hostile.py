@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobs.audio import policy
-from jobs.audio.config import AudioSettings
+from jobs.audio.config import AudioConfig
 from jobs.audio.errors import AudioInputError, AudioLimitError
 from jobs.audio.pipeline import normalise
 from railyard.core.storage.local import LocalStore
@@ -23,7 +23,7 @@ from tests import audio_signals as sig
 
 TIME_BOUND_S = 10.0
 RSS_GROWTH_BOUND_KB = 512 * 1024  # peak resident set may grow by at most this much over the whole test
-AUDIO = AudioSettings(max_duration_s=600)
+AUDIO = AudioConfig(max_duration_s=600)
 U32 = st.integers(0, 2**32 - 1)
 U16 = st.integers(0, 2**16 - 1)
 
@@ -138,7 +138,7 @@ def test_a_small_file_that_decodes_to_hours_is_rejected_before_it_is_decoded(tmp
     store.put_bytes("bomb.flac", data)
     t0 = time.monotonic()
     with pytest.raises(AudioLimitError, match=r"file expands to 6.8 billion samples, more than 0.06 billion"):
-        normalise(store, "bomb.flac", len(data), AudioSettings(), tmp_path / "out.m4a")
+        normalise(store, "bomb.flac", len(data), AudioConfig(), tmp_path / "out.m4a")
     assert time.monotonic() - t0 < 2
 
 

@@ -5,7 +5,7 @@ import inspect
 import pytest
 
 from jobs.backup import run_backup
-from jobs.backup.config import BackupOptions, BackupTuning
+from jobs.backup.config import BackupConfig, BackupOptions
 from jobs.backup.rowcounts import included_tables
 from railyard.core.client import enqueue_backup
 from railyard.core.errors import ConfigError, PermanentError
@@ -110,7 +110,7 @@ def test_tuning_reports_every_bad_variable() -> None:
         "BACKUP_UPLOAD_MEMORY_MB": "8",
     }
     with pytest.raises(ConfigError) as info:
-        BackupTuning.from_env(env)
+        BackupConfig.from_env(env)
     assert 5 == len(info.value.problems)
 
 
@@ -127,7 +127,7 @@ def test_tuning_reports_every_bad_variable() -> None:
 def test_upload_concurrency_keeps_buffers_within_the_memory_budget(
     database_size: int, memory_mb: int, concurrency: int
 ) -> None:
-    tuning = BackupTuning.from_env({"BACKUP_UPLOAD_MEMORY_MB": str(memory_mb)})
+    tuning = BackupConfig.from_env({"BACKUP_UPLOAD_MEMORY_MB": str(memory_mb)})
     part_size = choose_part_size(database_size)
     chosen = tuning.concurrency_for(part_size)
     assert concurrency == chosen

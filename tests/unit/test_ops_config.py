@@ -7,7 +7,7 @@ import pytest
 from railyard.core import registry
 from railyard.core.alert_config import AlertConfig
 from railyard.core.errors import ConfigError
-from railyard.core.worker_config import WorkerTuning
+from railyard.core.worker_config import WorkerConfig
 from railyard.ops.status_config import StatusConfig
 
 
@@ -46,15 +46,15 @@ def test_alert_config_reports_every_problem_without_echoing_urls() -> None:
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, WorkerTuning(60, 1.0, 15)),
-        ({"WORKER_HEARTBEAT_GRACE_S": "5", "RAILYARD_RETRY_BACKOFF_SCALE": "0.01"}, WorkerTuning(5, 0.01)),
-        ({"WORKER_RESCUE_INTERVAL_S": "5"}, WorkerTuning(60, 1.0, 5)),
-        ({"METRICS_PORT": "9108"}, WorkerTuning(metrics_port=9108)),
-        ({"METRICS_PORT": "0"}, WorkerTuning(metrics_port=None)),
+        ({}, WorkerConfig(60, 1.0, 15)),
+        ({"WORKER_HEARTBEAT_GRACE_S": "5", "RAILYARD_RETRY_BACKOFF_SCALE": "0.01"}, WorkerConfig(5, 0.01)),
+        ({"WORKER_RESCUE_INTERVAL_S": "5"}, WorkerConfig(60, 1.0, 5)),
+        ({"METRICS_PORT": "9108"}, WorkerConfig(metrics_port=9108)),
+        ({"METRICS_PORT": "0"}, WorkerConfig(metrics_port=None)),
     ],
 )
-def test_worker_tuning(env: dict[str, str], expected: WorkerTuning) -> None:
-    assert expected == WorkerTuning.from_env(env)
+def test_worker_tuning(env: dict[str, str], expected: WorkerConfig) -> None:
+    assert expected == WorkerConfig.from_env(env)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_worker_tuning(env: dict[str, str], expected: WorkerTuning) -> None:
 )
 def test_worker_tuning_errors(env: dict[str, str], problem: str) -> None:
     with pytest.raises(ConfigError) as info:
-        WorkerTuning.from_env(env)
+        WorkerConfig.from_env(env)
     assert [problem] == [p[: len(problem)] for p in info.value.problems]
 
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.audio.config import AudioSettings
+from jobs.audio.config import AudioConfig
 from jobs.backup.catalog import parse_backup_key
-from jobs.backup.config import BackupOptions, BackupTuning
+from jobs.backup.config import BackupConfig, BackupOptions
 from jobs.migrations.config import MigrationConfig
 from jobs.retention.config import COUNT_VARIABLES, MIN_KEEP_VARIABLE, WITHIN_VARIABLE, backup_policy_from_env
 from jobs.retention.purge_config import parse_config
@@ -24,7 +24,7 @@ from railyard.core.errors import ConfigError, RailyardError
 from railyard.core.schedule_config import ScheduleConfig
 from railyard.core.settings import Settings
 from railyard.core.storage import StorageLocation
-from railyard.core.worker_config import WorkerTuning
+from railyard.core.worker_config import WorkerConfig
 
 TEXT = st.text(max_size=80)
 TRACEBACK = "Traceback (most recent call last)"  # the input itself may well say "Traceback"
@@ -80,7 +80,7 @@ def test_settings(env: dict[str, str]) -> None:
 @given(st.dictionaries(st.sampled_from(["WORKER_HEARTBEAT_GRACE_S", "RAILYARD_RETRY_BACKOFF_SCALE"]), TEXT))
 def test_worker_tuning(env: dict[str, str]) -> None:
     try:
-        tuning = WorkerTuning.from_env(env)
+        tuning = WorkerConfig.from_env(env)
     except ConfigError as exc:
         one_clear_line(exc)
     else:
@@ -94,7 +94,7 @@ def test_worker_tuning(env: dict[str, str]) -> None:
 )
 def test_backup_tuning(env: dict[str, str]) -> None:
     try:
-        BackupTuning.from_env(env)
+        BackupConfig.from_env(env)
     except ConfigError as exc:
         one_clear_line(exc)
 
@@ -215,7 +215,7 @@ def test_data_retention_policies_with_any_table_names(policy: dict[str, object])
 )
 def test_audio_settings(env: dict[str, str]) -> None:
     try:
-        AudioSettings.from_env(env)
+        AudioConfig.from_env(env)
     except ConfigError as exc:
         one_clear_line(exc)
 
