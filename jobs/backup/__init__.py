@@ -19,12 +19,11 @@ import dataclasses
 from typing import Any
 
 import structlog
-from rq import get_current_job
 
 from jobs.backup.config import BackupOptions
 from jobs.backup.dump import backup_all_databases, backup_database
 from jobs.backup.series import resolve_source
-from railyard.core import alerts, registry
+from railyard.core import alerts
 from railyard.core.alert_config import AlertConfig
 from railyard.core.errors import ConfigError, LockBusyError
 from railyard.core.settings import Settings
@@ -48,6 +47,10 @@ def run_backup(
     server; default DATABASE_URL's own), or with ``all_databases`` every database on
     DATABASE_URL's server.
     """
+    from rq import get_current_job  # the queue's entry only: the CLI's backups import this package without rq
+
+    from railyard.core import registry
+
     with alerts.pinged(is_final=lambda exc: not registry.will_retry(get_current_job(), exc)):
         options = BackupOptions.from_job_arguments(
             schema_only=schema_only,

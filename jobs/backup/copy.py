@@ -16,8 +16,6 @@ import time
 from typing import Any
 
 import structlog
-from redis import Redis
-from rq import get_current_job
 
 from jobs.backup.catalog import Manifest, backup_key, parse_backup_key
 from jobs.backup.copy_config import CopyConfig
@@ -150,6 +148,10 @@ def enqueue_copy(settings: Settings, manifest: Manifest) -> None:
     """
     if CopyConfig.from_env() is None:
         return
+    # Redis and rq load here, once a copy is configured: `railyard backup` without one never needs them.
+    from redis import Redis
+    from rq import get_current_job
+
     from railyard.core.client import enqueue
 
     job = get_current_job()

@@ -39,7 +39,7 @@ class Terminated(RetryableError):
 # (tests/unit/test_cli_startup.py keeps them in step).
 COMMANDS: dict[str, tuple[str, str]] = {
     "audio": ("railyard.cli.audio", "Loudness-normalised, Yoto-ready audio from uploaded files (queue: audio)."),
-    "backup": ("railyard.cli.backups", "Back up a PostgreSQL database now (no Redis needed) and print its id and key."),
+    "backup": ("railyard.cli.backup", "Back up a PostgreSQL database now (no Redis needed) and print its id and key."),
     "backups": ("railyard.cli.backups", "List and inspect backups."),
     "failed": ("railyard.cli.failed", "Jobs that failed for good (after their retries), on every Railyard queue."),
     "health": (
@@ -56,7 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "purge": ("railyard.cli.retention", "Delete rows past their maximum age (policies in the RETENTION_CONFIG file)."),
     "restore": (
-        "railyard.cli.backups",
+        "railyard.cli.restore",
         "Restore BACKUP_ID (or 'latest') into --target-url: in one transaction, or with --jobs connections when "
         "the backup is large and the target empty (on failure, what it created is dropped).",
     ),
@@ -70,7 +70,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Queues, workers, failed jobs, schedules and the newest backup of each database.",
     ),
     "verify": (
-        "railyard.cli.backups",
+        "railyard.cli.verify",
         "Restore BACKUP_ID (default: the newest of each database) into a scratch database and check it.",
     ),
     "web": (

@@ -72,6 +72,8 @@ class AlertConfig:
 
 def apprise_url_problems(urls: tuple[str, ...]) -> list[str]:
     """One problem per ALERT_URLS entry Apprise cannot send to, named by position and scheme only."""
+    if not urls:
+        return []  # Apprise (~30 ms of plugins) loads only when there are URLs to check
     import apprise
 
     problems = []
