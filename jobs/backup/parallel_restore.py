@@ -18,10 +18,12 @@ The temporary file is deleted whatever happens.
 
 from __future__ import annotations
 
+import queue
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import psycopg
 import structlog
@@ -36,6 +38,8 @@ from railyard.core.redact import redactor
 log = structlog.get_logger()
 
 READ_CHUNK_BYTES = 1024 * 1024
+# Decompressed chunks waiting for the spool's disk (a few MB each): what writing behind may hold in memory.
+SPOOL_QUEUE_CHUNKS = 8
 # A killed pg_restore's connections end with it; a drop waits at most this long for their locks.
 DROP_LOCK_TIMEOUT_SQL = "SET lock_timeout = '60s'"
 
@@ -75,11 +79,51 @@ def leftovers(conn: psycopg.Connection[Any]) -> list[str]:
     return [str(row[0]) for row in conn.execute(LEFTOVERS_SQL).fetchall()]
 
 
+class BinarySink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+class WriteBehind:
+    """Writes to ``file`` from a thread, so that decrypting, decompressing and hashing the next chunk
+    overlap writing this one: on a slow disk the spool is the parallel restore's longest step.
+
+    A write error is raised by the next :meth:`write` or by :meth:`close`; chunks after it are dropped.
+    """
+
+    def __init__(self, file: IO[bytes]):
+        self._file = file
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=SPOOL_QUEUE_CHUNKS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="restore-spool", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._file.write(data)
+                except BaseException as exc:  # raised in the caller's thread by write() or close()
+                    self._error = exc
+
+    def write(self, data: bytes, /) -> int:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+        return len(data)
+
+    def close(self, *, check: bool = True) -> None:
+        """Wait until every chunk is written; with ``check``, raise the write error, if there was one."""
+        self._queue.put(None)
+        self._thread.join()
+        if check and self._error is not None:
+            raise self._error
+
+
 def restore_parallel(
     target: PgTarget,
     pg_restore: PgTool,
     jobs: int,
-    spool: Callable[[IO[bytes]], int],
+    spool: Callable[[BinarySink], int],
     *,
     backup_id: str,
     temp_dir: str | None = None,
@@ -93,7 +137,13 @@ def restore_parallel(
         existing = {(str(desc), str(name)) for desc, name in conn.execute(EXISTING_SQL).fetchall()}
     with tempfile.NamedTemporaryFile(prefix="railyard-restore-", suffix=".dump", dir=temp_dir) as spooled:
         t0 = time.monotonic()
-        stored = spool(spooled)
+        writer = WriteBehind(spooled)
+        try:
+            stored = spool(writer)
+        except BaseException:
+            writer.close(check=False)  # the spool's own error is the one to report
+            raise
+        writer.close()
         spooled.flush()
         log.info("restore_spooled", id=backup_id, bytes=spooled.tell(), duration_s=round(time.monotonic() - t0, 3))
         toc = read_toc(spooled.name)

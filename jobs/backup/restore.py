@@ -19,7 +19,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
 
 import structlog
 import zstandard
@@ -222,7 +221,7 @@ def _feed(
     store: ObjectStore,
     manifest: Manifest,
     identity: str | None,
-    sink: IO[bytes],
+    sink: parallel_restore.BinarySink,
     on_progress: ProgressCallback | None,
     t0: float,
 ) -> int:
